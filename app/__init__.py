@@ -1,0 +1,1 @@
+"""Shortlist online serving core: settings, catalog store, stages and the app."""

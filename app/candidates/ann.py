@@ -1,0 +1,49 @@
+"""Nearest-neighbour search in LanceDB with the search parameters the build measured."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+METRIC = "dot"
+
+
+@dataclass
+class VectorIndex:
+    """One vector column of the items table and how to search it (from the manifest)."""
+
+    table: Any  # lancedb AsyncTable
+    column: str
+    search: dict[str, int]
+    measured_k: int = 1000  # the k the build measured `search` at
+
+    async def nearest(
+        self, vector: np.ndarray, k: int, where: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """item_index and dot-product score of the k nearest items, best first."""
+        query = (
+            self.table.query()
+            .nearest_to(np.asarray(vector, dtype=np.float32))
+            .column(self.column)
+            .distance_type(METRIC)
+            .limit(k)
+        )
+        if self.search.get("exact"):
+            query = query.bypass_vector_index()
+        if "nprobes" in self.search:
+            query = query.nprobes(self.search["nprobes"])
+        if "refine_factor" in self.search:
+            query = query.refine_factor(self.search["refine_factor"])
+        if "ef" in self.search:
+            # HNSW's ef was measured for measured_k results; keep its ratio for smaller k.
+            ratio = self.search["ef"] / max(1, self.measured_k)
+            query = query.ef(max(k, int(ratio * k) + 10))
+        if where:
+            query = query.where(where)
+        result = await query.select(["item_index", "_distance"]).to_arrow()
+        items = result["item_index"].to_numpy().astype(np.int64)
+        # LanceDB's "dot" distance is the negated dot product.
+        scores = -result["_distance"].to_numpy().astype(np.float32)
+        return items, scores

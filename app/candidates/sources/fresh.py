@@ -1,0 +1,44 @@
+"""Recent releases, which the CF model has barely seen: ranked by fit to the user's profile."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+from pydantic import Field
+
+from app.candidates.base import SourceConfig, SourceInput, SourceResult, keep_allowed, top_k
+from app.items import DAY, ItemCatalog
+
+
+class FreshConfig(SourceConfig):
+    limit: int = Field(100, ge=0, le=5000, description="Most fresh items offered.")
+    window_days: float = Field(90.0, gt=0, description="How recent a release counts as fresh.")
+
+
+class Fresh:
+    name: ClassVar[str] = "fresh"
+
+    def __init__(self, config: FreshConfig, items: ItemCatalog) -> None:
+        self.config = config
+        self.items = items
+        released = np.nan_to_num(items.released_day, nan=-np.inf)
+        self._order = np.argsort(released, kind="stable")
+        self._sorted_days = released[self._order]
+
+    async def __call__(self, given: SourceInput) -> SourceResult:
+        today = given.request.at.timestamp() / DAY
+        lo = np.searchsorted(self._sorted_days, today - self.config.window_days, side="left")
+        hi = np.searchsorted(self._sorted_days, today, side="right")
+        pool = self._order[lo:hi]
+        pool = pool[given.gate.allows(pool)]
+        if not len(pool):
+            return SourceResult.skip("no releases in the window")
+        profile = given.user.content_vector
+        if profile is not None:
+            scores = self.items.content[pool] @ profile
+        else:
+            age = today - self.items.released_day[pool]
+            scores = (np.log1p(self.items.popularity[pool]) + 1.0 / (1.0 + age)).astype(np.float32)
+        best = top_k(scores, self.config.limit)
+        return keep_allowed(SourceResult(pool[best], scores[best]), given.gate, self.config.limit)

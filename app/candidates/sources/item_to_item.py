@@ -1,0 +1,66 @@
+"""Because you watched X: neighbours of the user's most recent items, each keeping its anchor."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar
+
+import numpy as np
+from pydantic import Field
+
+from app.candidates.ann import VectorIndex
+from app.candidates.base import SourceConfig, SourceInput, SourceResult, keep_allowed
+from app.items import ItemCatalog
+
+
+class ItemToItemConfig(SourceConfig):
+    limit: int = Field(200, ge=0, le=5000, description="Most items over all anchors.")
+    anchors: int = Field(5, ge=1, le=50, description="Most recent items used as anchors.")
+    per_anchor: int = Field(40, ge=1, le=1000, description="Neighbours asked per anchor.")
+
+
+class ItemToItem:
+    name: ClassVar[str] = "item_to_item"
+
+    def __init__(
+        self, config: ItemToItemConfig, items: ItemCatalog, cf: VectorIndex, content: VectorIndex
+    ) -> None:
+        self.config = config
+        self.items = items
+        self.cf = cf
+        self.content = content
+
+    async def __call__(self, given: SourceInput) -> SourceResult:
+        anchors = given.user.recent_items[: self.config.anchors]
+        if not anchors:
+            return SourceResult.skip("no recent items")
+        k = self.config.per_anchor + 1 + min(len(given.gate.blocked), self.config.per_anchor)
+        # CF neighbours say "people who watched X also watched"; items the CF model has not
+        # seen fall back to content neighbours.
+        searches = [
+            (self.cf if self.items.in_cf[a] else self.content).nearest(
+                (self.items.cf if self.items.in_cf[a] else self.items.content)[a], k, given.gate.sql
+            )
+            for a in anchors
+        ]
+        found = await asyncio.gather(*searches)
+        items, scores, anchor_of, order = [], [], [], []
+        for position, (anchor, (idx, score)) in enumerate(zip(anchors, found, strict=True)):
+            keep = idx != anchor
+            idx, score = idx[keep][: self.config.per_anchor], score[keep][: self.config.per_anchor]
+            items.append(idx)
+            scores.append(score)
+            anchor_of.append(np.full(len(idx), anchor, dtype=np.int64))
+            # interleave: every anchor's best first, the most recent anchor winning ties
+            order.append(np.arange(len(idx)) * len(anchors) + position)
+        all_items = np.concatenate(items)
+        ranked = np.argsort(np.concatenate(order), kind="stable")
+        all_items = all_items[ranked]
+        _, first = np.unique(all_items, return_index=True)
+        first = np.sort(first)
+        result = SourceResult(
+            all_items[first],
+            np.concatenate(scores)[ranked][first],
+            np.concatenate(anchor_of)[ranked][first],
+        )
+        return keep_allowed(result, given.gate, self.config.limit)

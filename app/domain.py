@@ -1,0 +1,159 @@
+"""The request path's domain objects: what goes into the pipeline and what comes out.
+
+Items travel through the stages as `item_index` integers (row numbers into the catalog's item
+arrays); ids and metadata are attached only at the end.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+import numpy as np
+
+
+class StageStatus(enum.Enum):
+    OK = "OK"
+    TIMEOUT = "TIMEOUT"
+    ERROR = "ERROR"
+    SKIPPED = "SKIPPED"
+
+
+@dataclass(frozen=True)
+class ItemFilter:
+    genres: tuple[str, ...] = ()
+    exclude_ids: tuple[str, ...] = ()
+    released_after: date | None = None
+
+
+@dataclass(frozen=True)
+class RecommendationRequest:
+    user_id: str
+    count: int
+    at: datetime  # timezone-aware
+    device: str | None = None
+    session_id: str | None = None
+    filter: ItemFilter = field(default_factory=ItemFilter)
+    explain: bool = False
+
+
+@dataclass
+class UserState:
+    """What the pipeline knows of a user at request time (batch profile + real-time overlay)."""
+
+    user_id: str
+    known: bool
+    cf_vector: np.ndarray | None
+    content_vector: np.ndarray | None
+    recent_items: list[int]  # item_index, newest first
+    consumed: set[int]
+    dismissed: set[int]
+    n_events: int = 0
+    active_days: int = 0
+    genre_shares: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SourceHit:
+    source: str
+    rank: int  # 1-based rank within the source
+    score: float
+    anchor: int | None = None  # item_index that led here ("because you watched X")
+
+
+@dataclass
+class Candidates:
+    """Stage-1 output: unique items, each with every source hit that found it."""
+
+    items: np.ndarray  # item_index, int64, unique, in merge order
+    hits: list[list[SourceHit]]
+
+    @classmethod
+    def empty(cls) -> Candidates:
+        return cls(np.zeros(0, dtype=np.int64), [])
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@dataclass
+class Ranked:
+    """Stage-2 output: candidates in ranked order, with scores (and optional contributions)."""
+
+    items: np.ndarray
+    hits: list[list[SourceHit]]
+    scores: np.ndarray  # float64, descending
+    ranker_scores: np.ndarray | None  # None when the ranker did not run
+    contributions: list[dict[str, float]] | None = None
+    features: np.ndarray | None = None  # rows aligned with items, for explanations
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@dataclass(frozen=True)
+class RuleEffect:
+    rule: str
+    effect: str
+
+
+@dataclass
+class Pick:
+    """One shown item with everything that explains it."""
+
+    item: int
+    score: float
+    hits: list[SourceHit]
+    ranker_score: float | None
+    contributions: dict[str, float]
+    rules: list[RuleEffect]
+
+
+@dataclass(frozen=True)
+class StageReport:
+    name: str
+    ms: float
+    status: StageStatus
+    in_count: int
+    out_count: int
+    detail: str = ""
+
+
+@dataclass
+class RecommendationResult:
+    picks: list[Pick]
+    stages: list[StageReport]
+    degraded: bool
+    request_id: str
+    model_version: str
+
+
+@dataclass(frozen=True)
+class ItemView:
+    """An item as clients see it."""
+
+    item_id: str
+    title: str
+    description: str
+    genres: list[str]
+    series: str | None
+    series_position: int | None
+    released: date | None
+    popularity: float
+    mean_rating: float | None
+
+
+@dataclass(frozen=True)
+class ScoredItemView:
+    item: ItemView
+    score: float
+
+
+@dataclass(frozen=True)
+class UserView:
+    user_id: str
+    known: bool
+    n_events: int
+    top_genres: dict[str, float]
+    recent: list[ItemView]

@@ -1,0 +1,63 @@
+"""The one error hierarchy. Every expected failure is a ShortlistError with a stable code."""
+
+from __future__ import annotations
+
+
+class ShortlistError(Exception):
+    """An expected failure with a machine-readable code (reaches GraphQL as `extensions.code`)."""
+
+    code = "SHORTLIST_ERROR"
+
+
+class InputError(ShortlistError):
+    """Bad input data: names the file, the 1-based data row (header excluded) and the column."""
+
+    code = "BAD_INPUT"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        row: int | None = None,
+        column: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.row = row
+        self.column = column
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        where = []
+        if self.file is not None:
+            where.append(str(self.file))
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.column is not None:
+            where.append(f"column '{self.column}'")
+        return f"{', '.join(where)}: {self.message}" if where else self.message
+
+
+class CatalogError(ShortlistError):
+    """The catalog (LanceDB directory, manifest, model files) is missing or unreadable."""
+
+    code = "CATALOG_UNAVAILABLE"
+
+
+class ConfigError(ShortlistError):
+    """A setting is invalid."""
+
+    code = "BAD_CONFIG"
+
+
+class BadRequest(ShortlistError):
+    """A request argument is out of range or malformed."""
+
+    code = "BAD_REQUEST"
+
+
+class NotFound(ShortlistError):
+    """An id that names nothing in the catalog."""
+
+    code = "NOT_FOUND"

@@ -1,0 +1,139 @@
+"""Ranking features: the one module both ranker training (pipelines) and serving (app) call.
+
+`assemble` turns (request moment, device, user state, stage-1 candidates) into a float32 matrix
+whose columns are FEATURE_NAMES. Missing values are NaN (CatBoost handles them natively).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+
+from app.domain import Candidates, UserState
+from app.items import DAY, ItemCatalog
+
+SOURCES = ("cf_ann", "content_ann", "item_to_item", "fresh", "popular", "exploration")
+DEVICES = ("tv", "mobile", "web", "tablet", "desktop")
+RECENT_FOR_SIMILARITY = 5
+
+FEATURE_NAMES: tuple[str, ...] = (
+    *(f"rank_{s}" for s in SOURCES),
+    *(f"score_{s}" for s in SOURCES),
+    "n_sources",
+    "cf_dot",
+    "content_sim",
+    "recent_content_max",
+    "recent_cf_max",
+    "popularity_log",
+    "popularity_pct",
+    "n_users_log",
+    "mean_rating",
+    "item_age_days",
+    "days_since_first_seen",
+    "in_cf",
+    "user_events_log",
+    "user_active_days",
+    "genre_affinity",
+    "series_position",
+    "series_next_up",
+    "hour_of_day",
+    "day_of_week",
+    "device",
+)
+_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
+
+
+def device_code(device: str | None) -> float:
+    """A stable number per known device, 0 for unknown, NaN when absent."""
+    if device is None:
+        return float("nan")
+    name = device.strip().lower()
+    return float(DEVICES.index(name) + 1) if name in DEVICES else 0.0
+
+
+def assemble(
+    at: datetime,
+    device: str | None,
+    user: UserState,
+    candidates: Candidates,
+    items: ItemCatalog,
+) -> np.ndarray:
+    idx = candidates.items
+    n = len(idx)
+    x = np.full((n, len(FEATURE_NAMES)), np.nan, dtype=np.float32)
+    if n == 0:
+        return x
+    rows = np.arange(n)
+
+    n_sources = np.zeros(n, dtype=np.float32)
+    for row, hits in enumerate(candidates.hits):
+        for hit in hits:
+            col = _INDEX.get(f"rank_{hit.source}")
+            if col is None:
+                continue
+            if np.isnan(x[row, col]) or hit.rank < x[row, col]:
+                x[row, col] = hit.rank
+                x[row, _INDEX[f"score_{hit.source}"]] = hit.score
+            n_sources[row] += 1
+    x[:, _INDEX["n_sources"]] = n_sources
+
+    if user.cf_vector is not None:
+        x[:, _INDEX["cf_dot"]] = items.cf[idx] @ user.cf_vector
+    content = items.content[idx]
+    if user.content_vector is not None:
+        x[:, _INDEX["content_sim"]] = content @ user.content_vector
+    recent = [i for i in user.recent_items[:RECENT_FOR_SIMILARITY] if 0 <= i < len(items)]
+    if recent:
+        x[:, _INDEX["recent_content_max"]] = (content @ items.content[recent].T).max(axis=1)
+        x[:, _INDEX["recent_cf_max"]] = (items.cf[idx] @ items.cf[recent].T).max(axis=1)
+
+    x[:, _INDEX["popularity_log"]] = np.log1p(items.popularity[idx])
+    x[:, _INDEX["popularity_pct"]] = items.popularity_pct[idx]
+    x[:, _INDEX["n_users_log"]] = np.log1p(items.n_users[idx])
+    x[:, _INDEX["mean_rating"]] = items.mean_rating[idx]
+    today = at.timestamp() / DAY
+    x[:, _INDEX["item_age_days"]] = today - items.released_day[idx]
+    x[:, _INDEX["days_since_first_seen"]] = today - items.first_seen_day[idx]
+    x[:, _INDEX["in_cf"]] = items.in_cf[idx]
+
+    x[:, _INDEX["user_events_log"]] = np.log1p(user.n_events)
+    x[:, _INDEX["user_active_days"]] = user.active_days
+    if user.genre_shares:
+        weights = np.array(
+            [user.genre_shares.get(g, 0.0) for g in items.genre_names], dtype=np.float32
+        )
+        x[:, _INDEX["genre_affinity"]] = items.genre_matrix[idx] @ weights
+
+    position = items.series_position[idx]
+    x[:, _INDEX["series_position"]] = position
+    x[:, _INDEX["series_next_up"]] = _series_next_up(user, idx, items, rows)
+
+    x[:, _INDEX["hour_of_day"]] = at.hour + at.minute / 60.0
+    x[:, _INDEX["day_of_week"]] = at.weekday()
+    x[:, _INDEX["device"]] = device_code(device)
+    return x
+
+
+def _series_next_up(
+    user: UserState, idx: np.ndarray, items: ItemCatalog, rows: np.ndarray
+) -> np.ndarray:
+    """1 where the user consumed the previous entry of the candidate's series, else 0."""
+    out = np.zeros(len(idx), dtype=np.float32)
+    series = items.series[idx]
+    in_series = rows[series >= 0]
+    if not len(in_series) or not user.consumed:
+        return out
+    consumed = np.fromiter(user.consumed, dtype=np.int64)
+    consumed = consumed[(consumed >= 0) & (consumed < len(items))]
+    watched = consumed[items.series[consumed] >= 0]
+    if not len(watched):
+        return out
+    seen = set(
+        zip(items.series[watched].tolist(), items.series_position[watched].tolist(), strict=True)
+    )
+    for row in in_series:
+        key = (int(series[row]), float(items.series_position[idx[row]]) - 1.0)
+        if key in seen:
+            out[row] = 1.0
+    return out

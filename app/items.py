@@ -1,0 +1,127 @@
+"""The item catalog held in memory for the request path.
+
+Every stage reads item attributes by `item_index` from these arrays; only ANN searches go to
+LanceDB. Loaded once per catalog version at start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+DAY = 86_400.0
+COLUMNS = [
+    "item_id",
+    "item_index",
+    "title",
+    "description",
+    "genres",
+    "series",
+    "series_position",
+    "released",
+    "first_seen",
+    "n_users",
+    "mean_rating",
+    "popularity_decayed",
+    "popularity_pct",
+    "in_cf",
+    "content_vector",
+    "cf_vector",
+]
+
+
+def _matrix(column: pa.ChunkedArray) -> np.ndarray:
+    array = column.combine_chunks()
+    width = array.type.list_size
+    return np.ascontiguousarray(
+        array.values.to_numpy(zero_copy_only=False).reshape(-1, width), dtype=np.float32
+    )
+
+
+def _days(column: pa.ChunkedArray) -> np.ndarray:
+    """Days since the epoch as float64, NaN where null."""
+    seconds = pc.cast(pc.cast(column, pa.timestamp("s")), pa.int64()).to_numpy(zero_copy_only=False)
+    return np.asarray(seconds, dtype=np.float64) / DAY
+
+
+@dataclass
+class ItemCatalog:
+    ids: np.ndarray  # object array of str
+    index: pd.Index
+    titles: np.ndarray
+    descriptions: np.ndarray
+    genres: list[list[str]]
+    genre_names: list[str]
+    genre_matrix: np.ndarray  # (n, n_genres) bool
+    series: np.ndarray  # int32 series code, -1 when none
+    series_names: list[str]
+    series_position: np.ndarray  # float64, NaN when none
+    released_day: np.ndarray  # float64 days since epoch (release, else first seen), NaN unknown
+    first_seen_day: np.ndarray
+    n_users: np.ndarray
+    mean_rating: np.ndarray
+    popularity: np.ndarray  # time-decayed
+    popularity_pct: np.ndarray
+    in_cf: np.ndarray
+    content: np.ndarray  # (n, d) float32, L2-normalised
+    cf: np.ndarray  # (n, f) float32
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def from_table(cls, table: Any) -> ItemCatalog:
+        arrow = table.to_arrow().select(COLUMNS).sort_by("item_index")
+        genres = arrow["genres"].to_pylist()
+        genre_names = sorted({g for gs in genres for g in gs})
+        column = {g: i for i, g in enumerate(genre_names)}
+        genre_matrix = np.zeros((arrow.num_rows, len(genre_names)), dtype=bool)
+        for row, gs in enumerate(genres):
+            genre_matrix[row, [column[g] for g in gs]] = True
+        series_codes, series_names = pd.factorize(
+            pd.Series(arrow["series"].to_pylist(), dtype=object), use_na_sentinel=True
+        )
+        first_seen = _days(arrow["first_seen"])
+        released = _days(arrow["released"])
+        released = np.where(np.isnan(released), first_seen, released)
+        ids = np.asarray(arrow["item_id"].to_pylist(), dtype=object)
+        return cls(
+            ids=ids,
+            index=pd.Index(ids),
+            titles=np.asarray(arrow["title"].to_pylist(), dtype=object),
+            descriptions=np.asarray(arrow["description"].to_pylist(), dtype=object),
+            genres=genres,
+            genre_names=genre_names,
+            genre_matrix=genre_matrix,
+            series=series_codes.astype(np.int32),
+            series_names=[str(s) for s in series_names],
+            series_position=arrow["series_position"].to_numpy(zero_copy_only=False).astype(float),
+            released_day=released,
+            first_seen_day=first_seen,
+            n_users=arrow["n_users"].to_numpy(zero_copy_only=False).astype(np.float64),
+            mean_rating=arrow["mean_rating"].to_numpy(zero_copy_only=False).astype(np.float64),
+            popularity=arrow["popularity_decayed"]
+            .to_numpy(zero_copy_only=False)
+            .astype(np.float64),
+            popularity_pct=arrow["popularity_pct"]
+            .to_numpy(zero_copy_only=False)
+            .astype(np.float64),
+            in_cf=arrow["in_cf"].to_numpy(zero_copy_only=False).astype(bool),
+            content=_matrix(arrow["content_vector"]),
+            cf=_matrix(arrow["cf_vector"]),
+        )
+
+    def indices_of(self, ids: list[str] | tuple[str, ...]) -> np.ndarray:
+        """item_index of each id, -1 for ids not in the catalog."""
+        if not ids:
+            return np.zeros(0, dtype=np.int64)
+        return np.asarray(self.index.get_indexer(pd.Index(list(ids))), dtype=np.int64)
+
+    def index_of(self, item_id: str) -> int | None:
+        found = int(self.indices_of([item_id])[0])
+        return found if found >= 0 else None

@@ -1,0 +1,198 @@
+"""The request path, assembled in one place: candidates -> ranking -> reranking.
+
+`Pipeline.assemble(settings, runtime)` builds the three stages from settings; `recommend` runs
+them under the request budget. Each stage has its own deadline (data in PipelineConfig) and a
+fallback, so a late or failing stage degrades the answer instead of failing it:
+
+    candidates  sources run concurrently, each under its own deadline; a late source is dropped;
+                if the whole stage fails, the popular list stands in
+    ranking     CatBoost over features.assemble; fallback: stage-1 (fused) order
+    reranking   the configured rules; fallback: the minimal rules (consumed, dismissed, series)
+
+Every stage and source reports its time, status and counts in `RecommendationResult.stages`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from pydantic import BaseModel, Field
+
+from app.candidates import CandidateOutput, CandidatesConfig, CandidateStage
+from app.candidates.base import ItemGate, SourceInput
+from app.candidates.sources import (
+    CfAnn,
+    ContentAnn,
+    Exploration,
+    Fresh,
+    ItemToItem,
+    Popular,
+)
+from app.deadlines import Fault, run_within
+from app.domain import (
+    Candidates,
+    Pick,
+    Ranked,
+    RecommendationRequest,
+    RecommendationResult,
+    StageReport,
+    StageStatus,
+    UserState,
+)
+from app.ranking import Ranker, RankingConfig
+from app.reranking import RerankConfig, Reranker
+from app.runtime import Runtime
+
+STAGES = ("candidates", "ranking", "reranking")
+
+
+class PipelineConfig(BaseModel):
+    budget_ms: float = Field(200.0, gt=0, description="Whole-request deadline.")
+    candidates_ms: float = Field(80.0, gt=0, description="Stage 1 deadline.")
+    ranking_ms: float = Field(60.0, gt=0, description="Stage 2 deadline.")
+    reranking_ms: float = Field(30.0, gt=0, description="Stage 3 deadline.")
+    candidates: CandidatesConfig = Field(default_factory=CandidatesConfig)
+    ranking: RankingConfig = Field(default_factory=RankingConfig)
+    reranking: RerankConfig = Field(default_factory=RerankConfig)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        config: PipelineConfig,
+        runtime: Runtime,
+        candidates: CandidateStage,
+        ranking: Ranker,
+        reranking: Reranker,
+        faults: dict[str, Fault],
+    ) -> None:
+        self.config = config
+        self.runtime = runtime
+        self.candidates = candidates
+        self.ranking = ranking
+        self.reranking = reranking
+        self.faults = faults
+
+    @classmethod
+    def assemble(
+        cls, config: PipelineConfig, runtime: Runtime, faults: dict[str, Fault] | None = None
+    ) -> Pipeline:
+        items, c = runtime.items, config.candidates
+        sources = [
+            CfAnn(c.cf_ann, runtime.cf_index),
+            ContentAnn(c.content_ann, runtime.content_index),
+            ItemToItem(c.item_to_item, items, runtime.cf_index, runtime.content_index),
+            Fresh(c.fresh, items),
+            Popular(c.popular, items),
+            Exploration(c.exploration, items),
+        ]
+        faults = faults or {}
+        return cls(
+            config,
+            runtime,
+            CandidateStage(c, sources, items, faults),  # type: ignore[arg-type]
+            Ranker(config.ranking, items, runtime.ranker_model),
+            Reranker(config.reranking, items),
+            faults,
+        )
+
+    def user_state(self, user_id: str) -> UserState:
+        return self.runtime.users.state(user_id)
+
+    async def recommend(
+        self, request: RecommendationRequest, user: UserState | None = None
+    ) -> RecommendationResult:
+        started = time.perf_counter()
+        user = user or self.user_state(request.user_id)
+
+        def remaining(stage_ms: float) -> float:
+            left = self.config.budget_ms - (time.perf_counter() - started) * 1000
+            return max(0.0, min(stage_ms, left))
+
+        # Stage 1
+        stage1 = await run_within(
+            "candidates",
+            remaining(self.config.candidates_ms),
+            lambda: self.candidates(request, user),
+            self.faults,
+        )
+        if stage1.value is not None:
+            candidates, source_reports = stage1.value.candidates, stage1.value.sources
+        else:
+            candidates, source_reports = await self._popular_fallback(request, user), []
+        reports = [
+            StageReport("candidates", stage1.ms, stage1.status, 0, len(candidates), stage1.error)
+        ]
+
+        # Stage 2
+        stage2 = await run_within(
+            "ranking",
+            remaining(self.config.ranking_ms),
+            lambda: self.ranking(request, user, candidates),
+            self.faults,
+        )
+        ranked: Ranked = (
+            stage2.value if stage2.value is not None else self.ranking.fallback(candidates)
+        )
+        status2, detail2 = stage2.status, stage2.error
+        if stage2.status is StageStatus.OK and ranked.ranker_scores is None:
+            status2, detail2 = StageStatus.SKIPPED, "no ranker model: stage-1 order"
+        reports.append(
+            StageReport("ranking", stage2.ms, status2, len(candidates), len(ranked), detail2)
+        )
+
+        # Stage 3
+        async def rerank() -> list[Pick]:
+            return await self.reranking(request, user, ranked)
+
+        stage3 = await run_within(
+            "reranking", remaining(self.config.reranking_ms), rerank, self.faults
+        )
+        picks = (
+            stage3.value
+            if stage3.value is not None
+            else self.reranking.minimal(request, user, ranked)
+        )
+        reports.append(
+            StageReport(
+                "reranking", stage3.ms, stage3.status, len(ranked), len(picks), stage3.error
+            )
+        )
+
+        if request.explain:
+            self._explain(picks, ranked)
+        degraded = any(
+            r.status in (StageStatus.TIMEOUT, StageStatus.ERROR) for r in reports
+        ) or any(r.status in (StageStatus.TIMEOUT, StageStatus.ERROR) for r in source_reports)
+        return RecommendationResult(
+            picks=picks,
+            stages=reports + source_reports,
+            degraded=degraded,
+            request_id=uuid.uuid4().hex,
+            model_version=self.runtime.version,
+        )
+
+    async def _popular_fallback(
+        self, request: RecommendationRequest, user: UserState
+    ) -> Candidates:
+        popular = next(s for s in self.candidates.sources if isinstance(s, Popular))
+        gate = ItemGate.for_request(request, user, self.runtime.items, True)
+        result = await popular(SourceInput(request, user, gate))
+        from app.candidates import merge
+
+        return merge([(popular.name, result)], self.config.candidates.max_candidates)
+
+    def _explain(self, picks: list[Pick], ranked: Ranked) -> None:
+        if ranked.features is None or not picks:
+            return
+        position = {int(item): row for row, item in enumerate(ranked.items)}
+        rows = [position[p.item] for p in picks if p.item in position]
+        contributions = self.ranking.contributions(ranked.features[rows])
+        for pick, values in zip(
+            (p for p in picks if p.item in position), contributions, strict=True
+        ):
+            pick.contributions = values
+
+
+__all__ = ["STAGES", "CandidateOutput", "Pipeline", "PipelineConfig"]

@@ -1,0 +1,56 @@
+"""The Starlette application: the engine opens in the lifespan, the GraphQL router is mounted.
+
+`app` never imports `schema`: the GraphQL ASGI app is handed in by whoever composes the server
+(`shortlist serve`, tests), keeping the dependency one-way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse
+from starlette.routing import Route
+
+from app.engine import Engine
+from app.settings import Settings
+
+log = logging.getLogger("shortlist.server")
+
+
+def create_app(settings: Settings, graphql: Any) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        engine = await Engine.start(settings)
+        app.state.engine = engine
+        log.info("serving %s from %s", engine.current.runtime.version, settings.db_path)
+        try:
+            yield
+        finally:
+            await engine.close()
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> JSONResponse:
+        engine: Engine | None = getattr(request.app.state, "engine", None)
+        if engine is None:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        return JSONResponse({"status": "ready", "modelVersion": engine.current.runtime.version})
+
+    async def root(request: Request) -> RedirectResponse:
+        return RedirectResponse("/graphql")
+
+    return Starlette(
+        routes=[
+            Route("/", root),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/graphql", graphql),
+        ],
+        lifespan=lifespan,
+    )

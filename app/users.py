@@ -1,0 +1,78 @@
+"""User profiles from the batch build, held in memory for the request path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from app.domain import UserState
+from app.items import ItemCatalog, _matrix
+
+COLUMNS = [
+    "user_id",
+    "n_events",
+    "active_days",
+    "top_genres",
+    "genre_shares",
+    "recent_items",
+    "dismissed_items",
+    "consumed",
+    "cf_vector",
+    "content_vector",
+]
+
+
+@dataclass
+class UserProfiles:
+    index: pd.Index
+    n_events: np.ndarray
+    active_days: np.ndarray
+    genres: list[dict[str, float]]
+    recent: list[np.ndarray]  # item_index, newest first
+    dismissed: list[np.ndarray]
+    consumed: list[np.ndarray]
+    cf: np.ndarray
+    content: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @classmethod
+    def from_table(cls, table: Any, items: ItemCatalog) -> UserProfiles:
+        arrow = table.to_arrow().select(COLUMNS)
+        top = arrow["top_genres"].to_pylist()
+        shares = arrow["genre_shares"].to_pylist()
+        return cls(
+            index=pd.Index(arrow["user_id"].to_pylist()),
+            n_events=arrow["n_events"].to_numpy(zero_copy_only=False),
+            active_days=arrow["active_days"].to_numpy(zero_copy_only=False),
+            genres=[dict(zip(g, s, strict=True)) for g, s in zip(top, shares, strict=True)],
+            recent=[items.indices_of(r) for r in arrow["recent_items"].to_pylist()],
+            dismissed=[items.indices_of(d) for d in arrow["dismissed_items"].to_pylist()],
+            consumed=[np.asarray(c, dtype=np.int64) for c in arrow["consumed"].to_pylist()],
+            cf=_matrix(arrow["cf_vector"]),
+            content=_matrix(arrow["content_vector"]),
+        )
+
+    def state(self, user_id: str) -> UserState:
+        """The user's batch state; an unknown user gets an empty, cold-start state."""
+        row = self.index.get_indexer(pd.Index([user_id]))[0]
+        if row < 0:
+            return UserState(user_id, False, None, None, [], set(), set())
+        cf = self.cf[row]
+        content = self.content[row]
+        return UserState(
+            user_id=user_id,
+            known=True,
+            cf_vector=cf if np.any(cf) else None,
+            content_vector=content if np.any(content) else None,
+            recent_items=[int(i) for i in self.recent[row] if i >= 0],
+            consumed={int(i) for i in self.consumed[row]},
+            dismissed={int(i) for i in self.dismissed[row] if i >= 0},
+            n_events=int(self.n_events[row]),
+            active_days=int(self.active_days[row]),
+            genre_shares=self.genres[row],
+        )

@@ -1,0 +1,1 @@
+"""Shortlist offline jobs: generate, ingest, embed, train, index, build."""

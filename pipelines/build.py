@@ -1,0 +1,314 @@
+"""`shortlist build`: from a source directory to a new, published catalog version.
+
+Steps: ingest -> embed -> cf -> stats -> write -> index -> publish. Everything is written into a
+fresh version directory; CURRENT moves to it only after every step succeeded, so a failed build
+leaves the serving catalog untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from app.embedding import TextEncoder, item_text
+from app.errors import InputError
+from app.events import event_weights
+from app.settings import Settings
+from app.store import CatalogRoot, CatalogVersion, Manifest, write_manifest
+from pipelines.cf import train_cf
+from pipelines.index import choose_index
+from pipelines.ingest import load_source
+from pipelines.ingest.raw import RawCatalog
+from pipelines.ranker import collect_training_data, train_ranker
+from pipelines.split import temporal_split
+from pipelines.stats import item_stats, user_stats
+from pipelines.steps import Reporter
+from pipelines.tables import write_events, write_items, write_users
+
+
+def fingerprint(raw: RawCatalog) -> str:
+    digest = hashlib.sha256()
+    digest.update(
+        pd.util.hash_pandas_object(raw.items["item_id"], index=False).to_numpy().tobytes()
+    )
+    events = raw.events[["user_id", "item_id", "timestamp", "event"]]
+    digest.update(pd.util.hash_pandas_object(events, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def content_vectors(
+    raw: RawCatalog, settings: Settings, reporter: Reporter
+) -> tuple[np.ndarray, str]:
+    """The source's vectors where given, the text model's for every other item."""
+    n = len(raw.items)
+    given = raw.content_vectors
+    missing = np.ones(n, dtype=bool) if given is None else np.isnan(given).any(axis=1)
+    with reporter.step("embed", total=int(missing.sum())) as step:
+        if not missing.any():
+            assert given is not None
+            step.note = "vectors given by the source"
+            return np.ascontiguousarray(given, dtype=np.float32), "source"
+        encoder = TextEncoder(settings.text_model, settings.threads)
+        if given is not None and given.shape[1] != encoder.dim:
+            raise InputError(
+                f"content_vector has {given.shape[1]} dimensions but the text model makes "
+                f"{encoder.dim}; give every item a vector or none",
+                file="items.parquet",
+                column="content_vector",
+            )
+        rows = raw.items.loc[missing]
+        texts = [
+            item_text(t, g, d, tg)
+            for t, g, d, tg in zip(
+                rows["title"], rows["genres"], rows["description"], rows["tags"], strict=True
+            )
+        ]
+        vectors = np.empty((n, encoder.dim), dtype=np.float32)
+        if given is not None:
+            vectors[~missing] = given[~missing]
+        vectors[missing] = encoder.encode(texts, settings.embed_batch_size, on_batch=step.advance)
+        step.note = f"{settings.text_model}"
+        model = settings.text_model if given is None else f"{settings.text_model}+source"
+        return vectors, model
+
+
+def build(source: Path, fmt: str, settings: Settings, reporter: Reporter | None = None) -> Manifest:
+    reporter = reporter or Reporter(quiet=True)
+    started = time.time()
+    with reporter.step("ingest") as step:
+        raw = load_source(source, fmt)
+        step.rows = len(raw.events)
+        step.note = f"{len(raw.items):,} items"
+        if raw.unknown_item_events:
+            step.note += f", {raw.unknown_item_events:,} events for unknown items skipped"
+    if raw.events.empty:
+        raise InputError("no events left to learn from", file=str(source))
+
+    root = CatalogRoot(settings.db_path)
+    root.path.mkdir(parents=True, exist_ok=True)
+    version, path = root.new_version()
+    try:
+        vectors, text_model = content_vectors(raw, settings, reporter)
+        ranker = _train_ranker(raw, vectors, text_model, settings, reporter, path)
+        manifest = _build_version(
+            raw, raw.events, vectors, text_model, settings, reporter, version, path
+        )
+        manifest.ranker = ranker
+        write_manifest(path, manifest)
+        with reporter.step("publish") as step:
+            root.publish(version)
+            removed = root.prune(settings.keep_versions)
+            step.note = f"{version} now serving" + (f", pruned {len(removed)}" if removed else "")
+    except BaseException:
+        root.discard(version)
+        raise
+    manifest.steps = [asdict(t) for t in reporter.timings]
+    manifest.steps.append({"name": "total", "rows": 0, "seconds": time.time() - started})
+    write_manifest(path, manifest)
+    return manifest
+
+
+def _train_ranker(
+    raw: RawCatalog,
+    vectors: np.ndarray,
+    text_model: str,
+    settings: Settings,
+    reporter: Reporter,
+    path: Path,
+) -> dict[str, object] | None:
+    """Build a snapshot from earlier events, train the ranker on its candidates, drop it."""
+    if not settings.train_ranker:
+        return None
+    keep = temporal_split(raw.events, settings.ranker_holdout)
+    later = raw.events.loc[~keep]
+    if later["user_id"].nunique() < 20:
+        with reporter.step("ranker") as step:
+            step.note = "skipped: fewer than 20 users with later events"
+        return None
+    snapshot = path / "_ranker_snapshot"
+    snapshot.mkdir()
+    try:
+        _build_version(
+            raw,
+            raw.events.loc[keep],
+            vectors,
+            text_model,
+            settings,
+            reporter,
+            "ranker-snapshot",
+            snapshot,
+            label="snapshot ",
+        )
+        rng = np.random.default_rng(settings.seed)
+        with reporter.step("ranker data") as step:
+            data = collect_training_data(
+                CatalogVersion.open(snapshot),
+                later,
+                settings.ranker_max_users,
+                _rating_max(raw.events),
+                rng,
+                settings.ranker_negatives,
+                step,
+            )
+            step.rows = len(data.labels)
+        if len(np.unique(data.groups)) < 10:
+            return None
+        with reporter.step("ranker") as step:
+            info = train_ranker(
+                data,
+                path,
+                iterations=settings.ranker_iterations,
+                depth=settings.ranker_depth,
+                learning_rate=settings.ranker_learning_rate,
+                seed=settings.seed,
+                threads=settings.threads,
+            )
+            step.rows = info["rows"]
+            step.note = (
+                f"YetiRank {info['iterations']} trees, valid NDCG@10 {info['valid_ndcg@10']:.3f} "
+                f"vs stage-1 order {info['valid_ndcg@10_stage1_order']:.3f}"
+            )
+        return info
+    finally:
+        shutil.rmtree(snapshot, ignore_errors=True)
+
+
+def _build_version(
+    raw: RawCatalog,
+    events: pd.DataFrame,
+    vectors: np.ndarray,
+    text_model: str,
+    settings: Settings,
+    reporter: Reporter,
+    version: str,
+    path: Path,
+    label: str = "",
+) -> Manifest:
+    items = raw.items.reset_index(drop=True)
+    item_ids = items["item_id"].to_numpy(dtype=object)
+    item_index = pd.Index(item_ids)
+    events = events.copy()
+    events["item_index"] = item_index.get_indexer(events["item_id"])
+    user_codes, user_ids = pd.factorize(events["user_id"], sort=True)
+    events["user_index"] = user_codes
+    n_items, n_users = len(items), len(user_ids)
+    rating_max = _rating_max(events)
+    weights = event_weights(events["event"].to_numpy(), events["value"].to_numpy(), rating_max)
+    reference_time = int(events["timestamp"].max())
+
+    with reporter.step(f"{label}cf") as step:
+        cf = train_cf(
+            events["user_index"].to_numpy(),
+            events["item_index"].to_numpy(),
+            weights,
+            events["timestamp"].to_numpy(),
+            n_users,
+            n_items,
+            algorithm=settings.cf_algorithm,
+            factors=settings.cf_factors,
+            iterations=settings.cf_iterations,
+            regularization=settings.cf_regularization,
+            alpha=settings.cf_alpha,
+            threads=settings.threads,
+            seed=settings.seed,
+            step=step,
+        )
+        step.rows = int((weights > 0).sum())
+        measured = ", ".join(f"{k}={v:.3f}" for k, v in cf.measurements.items() if "hit" in k)
+        step.note = f"{cf.algorithm} chosen" + (f" ({measured})" if measured else "")
+
+    with reporter.step(f"{label}stats", total=n_users) as step:
+        istats = item_stats(
+            events, weights, n_items, reference_time, settings.popularity_half_life_days
+        )
+        genres = items["genres"].tolist()
+        ustats = user_stats(
+            events,
+            weights,
+            item_ids,
+            genres,
+            vectors,
+            n_users,
+            settings.recent_items,
+            settings.profile_half_life_days,
+        )
+        step.advance(n_users)
+
+    with reporter.step(f"{label}write", total=n_items + n_users + len(events)) as step:
+        items_table = write_items(path, items, istats, vectors, cf.item_factors, step)
+        users_table = write_users(path, user_ids, ustats, cf.user_factors, step)
+        write_events(path, events, weights, step)
+
+    rng = np.random.default_rng(settings.seed)
+    indexes = {}
+    with reporter.step(f"{label}index") as step:
+        for column, item_vectors, user_vectors in (
+            ("cf_vector", cf.item_factors, cf.user_factors),
+            ("content_vector", vectors, ustats.content_profile),
+        ):
+            queries = _probe_queries(user_vectors, item_vectors, settings.ann_probe_queries, rng)
+            indexes[column] = choose_index(
+                items_table,
+                column,
+                item_vectors,
+                queries,
+                k=settings.ann_k,
+                recall_target=settings.ann_recall_target,
+                exact_max_rows=settings.ann_exact_max_rows,
+                step=step,
+            )
+        step.rows = n_items
+        step.note = ", ".join(
+            f"{c}: {i.kind} recall@{i.k}={i.recall_at_k:.3f} p50={i.p50_ms:.1f}ms"
+            for c, i in indexes.items()
+        )
+        del users_table
+
+    manifest = Manifest(
+        version=version,
+        created_at=time.time(),
+        source=raw.source,
+        format=raw.format,
+        data_fingerprint=fingerprint(raw),
+        counts={
+            "items": n_items,
+            "users": n_users,
+            "events": len(events),
+            "unknown_item_events": raw.unknown_item_events,
+            "positive_events": int((weights >= 1.0).sum()),
+            "items_in_cf": int((np.abs(cf.item_factors).sum(axis=1) > 0).sum()),
+        },
+        text_model=text_model,
+        content_dim=int(vectors.shape[1]),
+        cf={"algorithm": cf.algorithm, "measurements": cf.measurements, "params": cf.params},
+        cf_dim=int(cf.item_factors.shape[1]),
+        reference_time=reference_time,
+        indexes=indexes,
+        settings=settings.model_dump(mode="json"),
+    )
+    write_manifest(path, manifest)
+    return manifest
+
+
+def _rating_max(events: pd.DataFrame) -> float:
+    ratings = events.loc[events["event"] == "rating", "value"]
+    top = float(ratings.max()) if ratings.notna().any() else 5.0
+    return 5.0 if top <= 5.0 else 10.0 if top <= 10.0 else 100.0
+
+
+def _probe_queries(
+    user_vectors: np.ndarray, item_vectors: np.ndarray, count: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Real queries for measuring an index: user vectors, or item vectors when users are few."""
+    pool = user_vectors[np.abs(user_vectors).sum(axis=1) > 0]
+    if len(pool) < count:
+        items = item_vectors[np.abs(item_vectors).sum(axis=1) > 0]
+        pool = np.vstack([pool, items]) if len(items) else pool
+    picked = rng.choice(len(pool), size=min(count, len(pool)), replace=False)
+    return np.ascontiguousarray(pool[picked], dtype=np.float32)

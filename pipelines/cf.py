@@ -1,0 +1,197 @@
+"""Collaborative-filtering vectors: implicit-feedback matrix factorisation with `implicit`.
+
+Events are turned into endorsement weights (app.events), summed per user and item and damped with
+log1p so repeats and bursts cannot dominate. ALS and BPR are both trained when the algorithm is
+'auto'; the one with the better hit rate on each user's held-out last positive item is kept and
+retrained on everything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from implicit.cpu.als import AlternatingLeastSquares
+from implicit.cpu.bpr import BayesianPersonalizedRanking
+from threadpoolctl import threadpool_limits
+
+from pipelines.steps import Step
+
+EVAL_K = 100
+EVAL_MAX_USERS = 2000
+
+
+@dataclass
+class CFModel:
+    algorithm: str
+    user_factors: np.ndarray  # (n_users, dim) float32
+    item_factors: np.ndarray  # (n_items, dim) float32, zero rows for items without positives
+    measurements: dict[str, float] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def interaction_matrix(
+    user_index: np.ndarray, item_index: np.ndarray, weights: np.ndarray, n_users: int, n_items: int
+) -> sp.csr_matrix:
+    """users x items, log1p of the summed endorsement weights; zero-weight events dropped."""
+    keep = weights > 0
+    matrix = sp.csr_matrix(
+        (weights[keep].astype(np.float32), (user_index[keep], item_index[keep])),
+        shape=(n_users, n_items),
+        dtype=np.float32,
+    )
+    matrix.sum_duplicates()
+    matrix.data = np.log1p(matrix.data)
+    matrix.eliminate_zeros()
+    return matrix
+
+
+def _fit(algorithm: str, matrix: sp.csr_matrix, cfg: dict[str, Any], step: Step | None) -> Any:
+    def tick(*_: object) -> None:
+        if step is not None:
+            step.advance(1)
+
+    with threadpool_limits(1, "blas"):
+        model = _model(algorithm, cfg)
+        model.fit(matrix, show_progress=False, callback=tick)
+    return model
+
+
+def _model(algorithm: str, cfg: dict[str, Any]) -> Any:
+    if algorithm == "als":
+        model: Any = AlternatingLeastSquares(
+            factors=cfg["factors"],
+            regularization=cfg["regularization"],
+            alpha=cfg["alpha"],
+            iterations=cfg["iterations"],
+            num_threads=cfg["threads"],
+            random_state=cfg["seed"],
+        )
+    else:
+        # BPR appends a bias column to its factors: ask for one less to keep the dimension.
+        model = BayesianPersonalizedRanking(
+            factors=cfg["factors"] - 1,
+            learning_rate=0.05,
+            regularization=cfg["regularization"] / 5,
+            iterations=cfg["iterations"] * 5,
+            num_threads=cfg["threads"],
+            random_state=cfg["seed"],
+        )
+    return model
+
+
+def hit_rate(
+    user_factors: np.ndarray,
+    item_factors: np.ndarray,
+    train: sp.csr_matrix,
+    users: np.ndarray,
+    held_out: np.ndarray,
+    k: int = EVAL_K,
+) -> float:
+    """Share of users whose held-out item is in their top-k (training items excluded)."""
+    hits = 0
+    k = min(k, item_factors.shape[0] - 1)
+    for start in range(0, len(users), 256):
+        batch = users[start : start + 256]
+        scores = user_factors[batch] @ item_factors.T
+        seen = train[batch]
+        rows = np.repeat(np.arange(len(batch)), np.diff(seen.indptr))
+        scores[rows, seen.indices] = -np.inf
+        top = np.argpartition(-scores, k, axis=1)[:, :k]
+        hits += int((top == held_out[start : start + len(batch), None]).any(axis=1).sum())
+    return hits / max(1, len(users))
+
+
+def leave_last_out(
+    user_index: np.ndarray,
+    item_index: np.ndarray,
+    weights: np.ndarray,
+    timestamps: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each sampled user's last positive event: (mask of events kept for training, users, items)."""
+    positive = np.flatnonzero(weights >= 1.0)
+    order = positive[np.lexsort((timestamps[positive], user_index[positive]))]
+    users_sorted = user_index[order]
+    last = np.flatnonzero(np.r_[users_sorted[1:] != users_sorted[:-1], True])
+    first = np.r_[0, last[:-1] + 1]
+    eligible = last[(last - first) >= 2]  # at least 3 positives: two stay for training
+    if len(eligible) > EVAL_MAX_USERS:
+        eligible = np.sort(rng.choice(eligible, EVAL_MAX_USERS, replace=False))
+    held = order[eligible]
+    train_mask = np.ones(len(user_index), dtype=bool)
+    # drop every event on the held-out (user, item) pair, not just the last one
+    held_pairs = set(zip(user_index[held].tolist(), item_index[held].tolist(), strict=True))
+    pair_keys = user_index.astype(np.int64) * (item_index.max() + 1) + item_index
+    held_keys = np.array([u * (item_index.max() + 1) + i for u, i in held_pairs], dtype=np.int64)
+    train_mask[np.isin(pair_keys, held_keys)] = False
+    return train_mask, user_index[held], item_index[held]
+
+
+def train_cf(
+    user_index: np.ndarray,
+    item_index: np.ndarray,
+    weights: np.ndarray,
+    timestamps: np.ndarray,
+    n_users: int,
+    n_items: int,
+    *,
+    algorithm: str,
+    factors: int,
+    iterations: int,
+    regularization: float,
+    alpha: float,
+    threads: int,
+    seed: int,
+    step: Step | None = None,
+) -> CFModel:
+    cfg = {
+        "factors": factors,
+        "iterations": iterations,
+        "regularization": regularization,
+        "alpha": alpha,
+        "threads": threads,
+        "seed": seed,
+    }
+    rng = np.random.default_rng(seed)
+    measurements: dict[str, float] = {}
+    candidates = ["als", "bpr"] if algorithm == "auto" else [algorithm]
+    if step is not None:
+        per_fit = {"als": iterations, "bpr": iterations * 5}
+        total = sum(per_fit[a] for a in candidates) * (2 if len(candidates) > 1 else 1)
+        step.set_total(total)
+    chosen = candidates[0]
+    if len(candidates) > 1:
+        train_mask, eval_users, eval_items = leave_last_out(
+            user_index, item_index, weights, timestamps, rng
+        )
+        if len(eval_users) >= 20:
+            train = interaction_matrix(
+                user_index[train_mask],
+                item_index[train_mask],
+                weights[train_mask],
+                n_users,
+                n_items,
+            )
+            for name in candidates:
+                model = _fit(name, train, cfg, step)
+                measurements[f"{name}_hit_rate@{EVAL_K}"] = hit_rate(
+                    np.asarray(model.user_factors),
+                    np.asarray(model.item_factors),
+                    train,
+                    eval_users,
+                    eval_items,
+                )
+            chosen = max(candidates, key=lambda a: measurements[f"{a}_hit_rate@{EVAL_K}"])
+        measurements["eval_users"] = float(len(eval_users))
+    matrix = interaction_matrix(user_index, item_index, weights, n_users, n_items)
+    model = _fit(chosen, matrix, cfg, step)
+    user_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)
+    item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+    seen_items = np.diff(matrix.tocsc().indptr) > 0
+    item_factors[~seen_items] = 0.0
+    seen_users = np.diff(matrix.indptr) > 0
+    user_factors[~seen_users] = 0.0
+    return CFModel(chosen, user_factors, item_factors, measurements, cfg)

@@ -1,0 +1,133 @@
+"""The `shortlist` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from app.errors import ShortlistError
+from app.settings import Settings
+from pipelines.steps import Reporter
+
+cli = typer.Typer(
+    name="shortlist",
+    help="Shortlist: a three-stage recommendation engine served as a GraphQL API.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err = Console(stderr=True)
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ShortlistError(f"invalid settings: {problems}") from None
+
+
+@cli.command()
+def generate(
+    items: Annotated[int, typer.Option(help="Number of items.", min=1)],
+    users: Annotated[int, typer.Option(help="Number of users.", min=1)],
+    out: Annotated[Path, typer.Option(help="Directory to write items/events parquet into.")],
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same catalog.")] = 42,
+    with_vectors: Annotated[
+        bool, typer.Option("--with-vectors", help="Write 384-d content vectors into items.parquet.")
+    ] = False,
+) -> None:
+    """Generate a synthetic catalog in the generic format."""
+    from pipelines.generate import generate_catalog
+
+    result = generate_catalog(
+        out, items=items, users=users, seed=seed, with_vectors=with_vectors, reporter=Reporter()
+    )
+    err.print(
+        f"[bold green]generated[/] {result.n_items:,} items, {result.n_users:,} users, "
+        f"{result.n_events:,} events in {out}"
+    )
+
+
+@cli.command()
+def build(
+    source: Annotated[Path, typer.Option(help="Source directory (MovieLens or generic).")],
+    format: Annotated[str, typer.Option("--format", help="movielens or generic.")],
+    db: Annotated[
+        Path | None, typer.Option(help="Catalog root (default data/shortlist.lancedb).")
+    ] = None,
+) -> None:
+    """Ingest, embed, train CF, compute statistics, write LanceDB tables and indexes, publish."""
+    from pipelines.build import build as run_build
+
+    settings = _settings(db_path=db)
+    manifest = run_build(source, format, settings, Reporter())
+    total = next(s["seconds"] for s in manifest.steps if s["name"] == "total")
+    err.print(
+        f"[bold green]built[/] {manifest.version} in {settings.db_path} "
+        f"({manifest.counts['items']:,} items, {manifest.counts['users']:,} users, "
+        f"{manifest.counts['events']:,} events) in {total:.1f} s"
+    )
+
+
+@cli.command()
+def serve(
+    db: Annotated[
+        Path | None, typer.Option(help="Catalog root (default data/shortlist.lancedb).")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+) -> None:
+    """Serve the GraphQL API (and GraphiQL) at http://HOST:PORT/graphql."""
+    import uvicorn
+
+    from app.server import create_app
+    from app.store import CatalogRoot
+    from schema.http import graphql_app
+
+    settings = _settings(db_path=db, host=host, port=port)
+    CatalogRoot(settings.db_path).open()  # fail fast, with one clear message, before uvicorn
+    app = create_app(settings, graphql_app(settings.graphiql))
+    err.print(f"[bold green]serving[/] GraphiQL on http://{settings.host}:{settings.port}/graphql")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
+
+
+@cli.command()
+def info(
+    db: Annotated[
+        Path | None, typer.Option(help="Catalog root (default data/shortlist.lancedb).")
+    ] = None,
+) -> None:
+    """Print the serving version's manifest as JSON."""
+    from app.store import CatalogRoot
+
+    settings = _settings(db_path=db)
+    version = CatalogRoot(settings.db_path).open()
+    typer.echo(json.dumps(version.manifest.model_dump(mode="json"), indent=2))
+
+
+def main() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("LANCE_LOG", "error")
+    try:
+        cli()
+    except ShortlistError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("[bold red]interrupted[/]")
+        sys.exit(130)
+    except MemoryError:
+        err.print("[bold red]error:[/] out of memory")
+        sys.exit(1)

@@ -1,0 +1,178 @@
+"""ANN index choice by measurement.
+
+For each vector column, exact search (when the table is small enough) and LanceDB's IVF_HNSW_SQ
+and IVF_PQ (with refine) are tried; for each, search parameters are raised step by step until
+recall@k against exact numpy search reaches the target. The fastest configuration that reaches
+the target is kept, and its search parameters are written into the manifest for serving.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+from lancedb.index import BTree, IvfHnswSq, IvfPq, LabelList
+
+from app.store import IndexChoice
+from pipelines.steps import Step
+
+METRIC: Final = "dot"
+MIN_ROWS_FOR_INDEX = 5_000  # below this an IVF index has too little to train on: search exactly
+MIN_ROWS_FOR_PQ = 100_000  # PQ codebooks need many rows per partition to be worth their error
+
+
+@dataclass
+class Trial:
+    kind: str
+    params: dict[str, Any]
+    search: dict[str, int]
+    recall: float
+    p50_ms: float
+    p99_ms: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "params": self.params,
+            "search": self.search,
+            "recall": round(self.recall, 4),
+            "p50_ms": round(self.p50_ms, 3),
+            "p99_ms": round(self.p99_ms, 3),
+        }
+
+
+def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Row numbers of the k largest dot products per query (brute force, numpy)."""
+    k = min(k, len(vectors))
+    out = np.empty((len(queries), k), dtype=np.int64)
+    for start in range(0, len(queries), 32):
+        scores = queries[start : start + 32] @ vectors.T
+        out[start : start + 32] = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    return out
+
+
+def search(
+    table: Any, column: str, query: np.ndarray, k: int, search_params: dict[str, int]
+) -> Any:
+    """One ANN search with the manifest's search parameters (shared with serving)."""
+    builder = table.search(query, vector_column_name=column).distance_type(METRIC).limit(k)
+    if search_params.get("exact"):
+        builder = builder.bypass_vector_index()
+    if "nprobes" in search_params:
+        builder = builder.nprobes(search_params["nprobes"])
+    if "refine_factor" in search_params:
+        builder = builder.refine_factor(search_params["refine_factor"])
+    if "ef" in search_params:
+        builder = builder.ef(search_params["ef"])
+    return builder
+
+
+def _measure(
+    table: Any,
+    column: str,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    k: int,
+    search_params: dict[str, int],
+) -> tuple[float, float, float]:
+    recalls, times = [], []
+    for query, expected in zip(queries, truth, strict=True):
+        started = time.perf_counter()
+        result = search(table, column, query, k, search_params).select(["item_index", "_distance"])
+        found = result.to_arrow()["item_index"].to_numpy()
+        times.append((time.perf_counter() - started) * 1000)
+        recalls.append(len(np.intersect1d(found, expected)) / len(expected))
+    return float(np.mean(recalls)), float(np.percentile(times, 50)), float(np.percentile(times, 99))
+
+
+def _sub_vectors(dim: int) -> int:
+    for width in (8, 4, 16, 2):
+        if dim % width == 0:
+            return dim // width
+    return 1
+
+
+def choose_index(
+    table: Any,
+    column: str,
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    *,
+    k: int,
+    recall_target: float,
+    exact_max_rows: int,
+    step: Step | None = None,
+) -> IndexChoice:
+    """Try exact search and ANN indexes on `column`; keep the fastest that reaches the target.
+
+    `vectors` must be the column's vectors in `item_index` order (the result ids are row numbers).
+    """
+    n, dim = vectors.shape
+    k = min(k, n)
+    truth = exact_top_k(vectors, queries, k)
+    trials: list[Trial] = []
+
+    def tick() -> None:
+        if step is not None:
+            step.advance(1)
+
+    if n <= exact_max_rows or n < MIN_ROWS_FOR_INDEX:
+        recall, p50, p99 = _measure(table, column, queries, truth, k, {"exact": 1})
+        trials.append(Trial("exact", {}, {"exact": 1}, recall, p50, p99))
+        tick()
+    if n >= MIN_ROWS_FOR_INDEX:
+        partitions = max(1, n // 200_000)
+        hnsw_params: dict[str, Any] = {"num_partitions": partitions, "m": 20, "ef_construction": 300}
+        table.create_index(column, config=IvfHnswSq(distance_type=METRIC, **hnsw_params))
+        for factor in (1.5, 2, 3, 5):
+            params = {"ef": int(k * factor), "nprobes": partitions}
+            recall, p50, p99 = _measure(table, column, queries, truth, k, params)
+            trials.append(Trial("IVF_HNSW_SQ", hnsw_params, params, recall, p50, p99))
+            tick()
+            if recall >= recall_target:
+                break
+    if n >= MIN_ROWS_FOR_PQ:
+        partitions = int(min(4096, max(8, round(math.sqrt(n)))))
+        pq_params: dict[str, Any] = {"num_partitions": partitions, "num_sub_vectors": _sub_vectors(dim)}
+        table.create_index(column, config=IvfPq(distance_type=METRIC, **pq_params))
+        for share in (0.05, 0.1, 0.2, 0.4):
+            for refine in (5, 10):
+                params = {"nprobes": max(1, int(partitions * share)), "refine_factor": refine}
+                recall, p50, p99 = _measure(table, column, queries, truth, k, params)
+                trials.append(Trial("IVF_PQ", pq_params, params, recall, p50, p99))
+                tick()
+                if recall >= recall_target:
+                    break
+            if trials[-1].recall >= recall_target:
+                break
+
+    good = [t for t in trials if t.recall >= recall_target]
+    best = min(good, key=lambda t: t.p50_ms) if good else max(trials, key=lambda t: t.recall)
+    built = trials[-1].kind
+    if best.kind == "exact" and built != "exact":
+        table.drop_index(f"{column}_idx")
+    elif best.kind != built:
+        config = IvfHnswSq if best.kind == "IVF_HNSW_SQ" else IvfPq
+        table.create_index(column, config=config(distance_type=METRIC, **best.params))
+    return IndexChoice(
+        column=column,
+        metric=METRIC,
+        kind=best.kind,
+        params=best.params,
+        search=best.search,
+        recall_at_k=round(best.recall, 4),
+        k=k,
+        p50_ms=round(best.p50_ms, 3),
+        p99_ms=round(best.p99_ms, 3),
+        tried=[t.as_dict() for t in trials],
+    )
+
+
+def create_scalar_indexes(table: Any, btree: list[str], label_lists: list[str]) -> None:
+    for column in btree:
+        table.create_index(column, config=BTree())
+    for column in label_lists:
+        table.create_index(column, config=LabelList())

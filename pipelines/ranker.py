@@ -1,0 +1,191 @@
+"""Training the stage-2 ranker on what stage 1 really produces.
+
+A snapshot catalog is built from each user's earlier events (temporal split); the serving
+pipeline's own candidate stage is asked for each sampled user at the moment of their first
+later event; features come from app.features (the module serving uses); labels are the
+endorsement weight of the later events (a 5-star rating outranks a view, a 1-star rating is 0).
+A CatBoost YetiRank model is fitted with early stopping on held-out users.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from app.domain import RecommendationRequest
+from app.events import event_weights
+from app.features import FEATURE_NAMES, assemble
+from app.pipeline import Pipeline, PipelineConfig
+from app.ranking import MODEL_FILE
+from app.runtime import Runtime
+from app.store import CatalogVersion
+from pipelines.steps import Step
+
+
+@dataclass
+class RankerData:
+    features: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray  # user number per row, rows of a group contiguous
+    stage1_rank: np.ndarray  # 1-based fused stage-1 position per row
+
+
+async def _collect(
+    runtime: Runtime,
+    later: pd.DataFrame,
+    users: list[str],
+    rating_max: float,
+    negatives: int,
+    rng: np.random.Generator,
+    step: Step | None,
+) -> RankerData:
+    config = PipelineConfig()
+    pipeline = Pipeline.assemble(config, runtime)
+    by_user = {u: g for u, g in later.groupby("user_id", sort=False)}
+    xs, ys, gs, rs = [], [], [], []
+    for group, user_id in enumerate(users):
+        events = by_user[user_id]
+        first = events.iloc[int(np.argmin(events["timestamp"].to_numpy()))]
+        at = datetime.fromtimestamp(int(first["timestamp"]), tz=UTC)
+        device = first["device"] if isinstance(first["device"], str) else None
+        request = RecommendationRequest(user_id=user_id, count=30, at=at, device=device)
+        user = pipeline.user_state(user_id)
+        output = await pipeline.candidates(request, user)
+        candidates = output.candidates
+        if step is not None:
+            step.advance(1)
+        if not len(candidates):
+            continue
+        weights = event_weights(events["event"].to_numpy(), events["value"].to_numpy(), rating_max)
+        gain = pd.Series(weights).groupby(events["item_id"].to_numpy()).max()
+        item_ids = runtime.items.ids[candidates.items]
+        labels = gain.reindex(item_ids).fillna(0.0).to_numpy(dtype=np.float32)
+        if labels.max() <= 0 or labels.min() == labels.max():
+            continue  # nothing to learn from this user
+        # Every labelled candidate, and a uniform sample of the rest: pairs stay informative
+        # while the data stays small.
+        zero = np.flatnonzero(labels == 0)
+        keep = np.sort(
+            np.r_[
+                np.flatnonzero(labels > 0),
+                rng.choice(zero, min(negatives, len(zero)), replace=False),
+            ]
+        )
+        features = assemble(at, device, user, candidates, runtime.items)
+        xs.append(features[keep])
+        ys.append(labels[keep])
+        gs.append(np.full(len(keep), group, dtype=np.int64))
+        rs.append((keep + 1).astype(np.float32))
+    if not xs:
+        empty = np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)
+        return RankerData(empty, np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0))
+    return RankerData(np.vstack(xs), np.concatenate(ys), np.concatenate(gs), np.concatenate(rs))
+
+
+def collect_training_data(
+    snapshot: CatalogVersion,
+    later: pd.DataFrame,
+    max_users: int,
+    rating_max: float,
+    rng: np.random.Generator,
+    negatives: int = 300,
+    step: Step | None = None,
+) -> RankerData:
+    users = sorted(set(later["user_id"]) & set(_known_users(snapshot)))
+    if len(users) > max_users:
+        users = sorted(rng.choice(users, size=max_users, replace=False).tolist())
+    if step is not None:
+        step.set_total(len(users))
+
+    async def run() -> RankerData:
+        runtime = await Runtime.open_version(snapshot)
+        return await _collect(runtime, later, users, rating_max, negatives, rng, step)
+
+    return asyncio.run(run())
+
+
+def _known_users(snapshot: CatalogVersion) -> list[str]:
+    return snapshot.table("users").to_arrow().column("user_id").to_pylist()
+
+
+def ndcg_at(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, k: int = 10) -> float:
+    """Mean NDCG@k over groups, gains = labels."""
+    values = []
+    for g in np.unique(groups):
+        rows = groups == g
+        y, s = labels[rows], scores[rows]
+        ideal = np.sort(y)[::-1][:k]
+        discounts = 1.0 / np.log2(np.arange(2, len(ideal) + 2))
+        idcg = float((ideal * discounts).sum())
+        if idcg <= 0:
+            continue
+        top = y[np.argsort(-s, kind="stable")][:k]
+        values.append(float((top * discounts[: len(top)]).sum()) / idcg)
+    return float(np.mean(values)) if values else 0.0
+
+
+def train_ranker(
+    data: RankerData,
+    out_dir: Path,
+    *,
+    iterations: int,
+    depth: int,
+    learning_rate: float,
+    seed: int,
+    threads: int,
+) -> dict[str, Any]:
+    """Fit YetiRank with early stopping on 20% of the users; save MODEL_FILE into out_dir."""
+    from catboost import CatBoostRanker, Pool
+
+    groups = np.unique(data.groups)
+    rng = np.random.default_rng(seed)
+    valid_groups = rng.choice(groups, size=max(1, len(groups) // 5), replace=False)
+    valid = np.isin(data.groups, valid_groups)
+    names = list(FEATURE_NAMES)
+    train_pool = Pool(
+        data.features[~valid],
+        data.labels[~valid],
+        group_id=data.groups[~valid],
+        feature_names=names,
+    )
+    valid_pool = Pool(
+        data.features[valid], data.labels[valid], group_id=data.groups[valid], feature_names=names
+    )
+    model = CatBoostRanker(
+        loss_function="YetiRank",
+        eval_metric="NDCG:top=10",
+        iterations=iterations,
+        depth=depth,
+        learning_rate=learning_rate,
+        random_seed=seed,
+        thread_count=threads or -1,
+        od_type="Iter",
+        od_wait=40,
+        use_best_model=True,
+        verbose=False,
+        allow_writing_files=False,
+    )
+    model.fit(train_pool, eval_set=valid_pool)
+    path = out_dir / MODEL_FILE
+    model.save_model(str(path))
+    scores = model.predict(data.features[valid])
+    importance = model.get_feature_importance(train_pool)
+    top = np.argsort(-importance)[:8]
+    return {
+        "file": MODEL_FILE,
+        "rows": len(data.labels),
+        "users": len(groups),
+        "valid_users": len(valid_groups),
+        "iterations": int(model.tree_count_ or 0),
+        "valid_ndcg@10": round(ndcg_at(data.labels[valid], scores, data.groups[valid]), 4),
+        "valid_ndcg@10_stage1_order": round(
+            ndcg_at(data.labels[valid], -data.stage1_rank[valid], data.groups[valid]), 4
+        ),
+        "top_features": {names[i]: round(float(importance[i]), 2) for i in top},
+    }

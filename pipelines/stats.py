@@ -1,0 +1,178 @@
+"""Item and user statistics the later stages read: popularity (raw and time-decayed), first-seen
+dates, ratings, per-user activity, genre distribution, recent and dismissed items, and the
+user's content profile (recency-weighted mean of the content vectors of items they endorsed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+DAY = 86_400.0
+TOP_GENRES = 5
+
+
+@dataclass
+class ItemStats:
+    n_events: np.ndarray
+    n_users: np.ndarray
+    mean_rating: np.ndarray  # NaN where never rated
+    popularity: np.ndarray  # summed endorsement weight
+    popularity_decayed: np.ndarray  # same, each event halved every half-life before reference_time
+    popularity_pct: np.ndarray  # percentile rank of popularity_decayed in [0, 1]
+    first_seen: np.ndarray  # unix seconds of the first event, -1 when none
+
+
+def item_stats(
+    events: pd.DataFrame,
+    weights: np.ndarray,
+    n_items: int,
+    reference_time: int,
+    half_life_days: float,
+) -> ItemStats:
+    item = events["item_index"].to_numpy()
+    ts = events["timestamp"].to_numpy()
+    n_events = np.bincount(item, minlength=n_items).astype(np.int64)
+    pairs = np.unique(events["user_index"].to_numpy().astype(np.int64) * n_items + item)
+    n_users = np.bincount(pairs % n_items, minlength=n_items).astype(np.int64)
+    is_rating = (events["event"] == "rating").to_numpy() & events["value"].notna().to_numpy()
+    rating_sum = np.bincount(
+        item[is_rating], weights=events["value"].to_numpy()[is_rating], minlength=n_items
+    )
+    rating_n = np.bincount(item[is_rating], minlength=n_items)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_rating = np.where(rating_n > 0, rating_sum / np.maximum(rating_n, 1), np.nan)
+    popularity = np.bincount(item, weights=weights, minlength=n_items)
+    age_days = np.maximum(0.0, (reference_time - ts) / DAY)
+    decay = np.power(0.5, age_days / half_life_days)
+    popularity_decayed = np.bincount(item, weights=weights * decay, minlength=n_items)
+    order = np.argsort(popularity_decayed, kind="stable")
+    pct = np.empty(n_items, dtype=np.float32)
+    pct[order] = np.arange(n_items, dtype=np.float32) / max(1, n_items - 1)
+    first_seen = np.full(n_items, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first_seen, item, ts)
+    first_seen[first_seen == np.iinfo(np.int64).max] = -1
+    return ItemStats(
+        n_events=n_events,
+        n_users=n_users,
+        mean_rating=mean_rating.astype(np.float32),
+        popularity=popularity.astype(np.float32),
+        popularity_decayed=popularity_decayed.astype(np.float32),
+        popularity_pct=pct,
+        first_seen=first_seen,
+    )
+
+
+@dataclass
+class UserStats:
+    n_events: np.ndarray
+    n_positive: np.ndarray
+    first_seen: np.ndarray
+    last_seen: np.ndarray
+    active_days: np.ndarray
+    top_genres: list[list[str]]
+    genre_shares: list[list[float]]
+    recent_items: list[list[str]]
+    dismissed_items: list[list[str]]
+    consumed: list[np.ndarray]  # item_index of every item the user interacted with, bar dismissals
+    content_profile: np.ndarray  # (n_users, dim), L2-normalised, zero rows when nothing endorsed
+
+
+def user_stats(
+    events: pd.DataFrame,
+    weights: np.ndarray,
+    item_ids: np.ndarray,
+    item_genres: list[list[str]],
+    content_vectors: np.ndarray,
+    n_users: int,
+    recent: int,
+    profile_half_life_days: float,
+) -> UserStats:
+    user = events["user_index"].to_numpy()
+    item = events["item_index"].to_numpy()
+    ts = events["timestamp"].to_numpy()
+    positive = weights >= 1.0
+    n_events = np.bincount(user, minlength=n_users).astype(np.int64)
+    n_positive = np.bincount(user[positive], minlength=n_users).astype(np.int64)
+    first_seen = np.full(n_users, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first_seen, user, ts)
+    last_seen = np.zeros(n_users, dtype=np.int64)
+    np.maximum.at(last_seen, user, ts)
+    day_keys = np.unique(user.astype(np.int64) * 1_000_000 + ts // int(DAY) % 1_000_000)
+    active_days = np.bincount(day_keys // 1_000_000, minlength=n_users).astype(np.int32)
+
+    # Recency weight of each endorsement relative to the user's own last event.
+    age_days = (last_seen[user] - ts) / DAY
+    recency = np.power(0.5, age_days / profile_half_life_days) * weights
+    endorse = sp.csr_matrix(
+        (recency[positive], (user[positive], item[positive])),
+        shape=(n_users, len(item_ids)),
+        dtype=np.float32,
+    )
+    endorse.sum_duplicates()
+    profile = np.asarray(endorse @ content_vectors, dtype=np.float32)
+    norms = np.linalg.norm(profile, axis=1, keepdims=True)
+    profile = np.divide(profile, norms, out=np.zeros_like(profile), where=norms > 0)
+
+    top_genres, genre_shares = _genre_distribution(endorse, item_genres, n_users)
+
+    order = np.lexsort((-ts, user))  # each user's events, newest first
+    sorted_users = user[order]
+    starts = np.searchsorted(sorted_users, np.arange(n_users), side="left")
+    ends = np.searchsorted(sorted_users, np.arange(n_users), side="right")
+    recent_items: list[list[str]] = []
+    dismissed_items: list[list[str]] = []
+    consumed: list[np.ndarray] = []
+    is_dismiss = (events["event"] == "dismiss").to_numpy()
+    sorted_items = item[order]
+    sorted_dismiss = is_dismiss[order]
+    for u in range(n_users):
+        rows = sorted_items[starts[u] : ends[u]]
+        _, first_idx = np.unique(rows, return_index=True)
+        recent_items.append(item_ids[rows[np.sort(first_idx)][:recent]].tolist())
+        dismissed = rows[sorted_dismiss[starts[u] : ends[u]]]
+        dismissed_items.append(item_ids[np.unique(dismissed)].tolist())
+        consumed.append(np.unique(rows[~sorted_dismiss[starts[u] : ends[u]]]).astype(np.int32))
+    return UserStats(
+        n_events=n_events,
+        n_positive=n_positive,
+        first_seen=first_seen,
+        last_seen=last_seen,
+        active_days=active_days,
+        top_genres=top_genres,
+        genre_shares=genre_shares,
+        recent_items=recent_items,
+        dismissed_items=dismissed_items,
+        consumed=consumed,
+        content_profile=profile,
+    )
+
+
+def _genre_distribution(
+    endorse: sp.csr_matrix, item_genres: list[list[str]], n_users: int
+) -> tuple[list[list[str]], list[list[float]]]:
+    vocabulary = sorted({g for genres in item_genres for g in genres})
+    if not vocabulary:
+        return [[] for _ in range(n_users)], [[] for _ in range(n_users)]
+    column = {g: i for i, g in enumerate(vocabulary)}
+    rows = [i for i, genres in enumerate(item_genres) for _ in genres]
+    cols = [column[g] for genres in item_genres for g in genres]
+    item_genre = sp.csr_matrix(
+        (np.ones(len(rows), dtype=np.float32), (rows, cols)),
+        shape=(len(item_genres), len(vocabulary)),
+    )
+    mass = np.asarray((endorse @ item_genre).todense(), dtype=np.float32)
+    totals = mass.sum(axis=1, keepdims=True)
+    shares = np.divide(mass, totals, out=np.zeros_like(mass), where=totals > 0)
+    k = min(TOP_GENRES, len(vocabulary))
+    top = np.argsort(-shares, axis=1, kind="stable")[:, :k]
+    names = np.array(vocabulary, dtype=object)
+    top_genres: list[list[str]] = []
+    genre_shares: list[list[float]] = []
+    for u in range(n_users):
+        picked = top[u][shares[u, top[u]] > 0]
+        top_genres.append(names[picked].tolist())
+        genre_shares.append([round(float(s), 4) for s in shares[u, picked]])
+    return top_genres, genre_shares

@@ -1,0 +1,38 @@
+"""The one human sentence that sums up why an item was picked."""
+
+from __future__ import annotations
+
+from app import domain
+
+# Most personal reason first: a named anchor, then taste, then the catalog-wide reasons.
+SOURCE_PHRASES = {
+    "cf_ann": "people with similar taste liked it",
+    "content_ann": "it matches what you usually enjoy",
+    "fresh": "it is a new release",
+    "exploration": "it is something a little different for you",
+    "popular": "it is popular right now",
+}
+PRIORITY = ("item_to_item", *SOURCE_PHRASES)
+
+
+def summary(pick: domain.Pick, item: domain.ItemView, anchors: dict[int, domain.ItemView]) -> str:
+    """E.g. "Because you watched Heat (1995), and people with similar taste liked it."."""
+    reasons: list[str] = []
+    hits = sorted(
+        (h for h in pick.hits if h.source in PRIORITY), key=lambda h: PRIORITY.index(h.source)
+    )
+    for hit in hits:
+        if hit.source == "item_to_item":
+            if hit.anchor is not None and hit.anchor in anchors:
+                reasons.append(f"because you watched {anchors[hit.anchor].title}")
+        elif SOURCE_PHRASES[hit.source] not in reasons:
+            reasons.append(SOURCE_PHRASES[hit.source])
+    rules = {r.rule for r in pick.rules}
+    if "new_releases" in rules and SOURCE_PHRASES["fresh"] not in reasons:
+        reasons.insert(0, SOURCE_PHRASES["fresh"])
+    if "exploration" in rules and SOURCE_PHRASES["exploration"] not in reasons:
+        reasons.insert(0, SOURCE_PHRASES["exploration"])
+    if not reasons:
+        reasons.append("it ranked highly for you")
+    text = ", and ".join(reasons[:2])
+    return f"{text[0].upper()}{text[1:]}."

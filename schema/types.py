@@ -1,0 +1,194 @@
+"""GraphQL types, each built from a domain object (`from_domain`), never from storage rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import TYPE_CHECKING
+
+import strawberry
+
+from app import domain
+
+if TYPE_CHECKING:
+    from schema.context import Context
+
+
+@strawberry.enum(description="How a stage or candidate source ended.")
+class StageStatus(enum.Enum):
+    OK = "OK"
+    TIMEOUT = "TIMEOUT"
+    ERROR = "ERROR"
+    SKIPPED = "SKIPPED"
+
+
+@strawberry.type(description="A catalog item.")
+class Item:
+    id: strawberry.ID
+    title: str
+    description: str
+    genres: list[str]
+    series: str | None
+    series_position: int | None
+    released: dt.date | None
+    popularity: float = strawberry.field(
+        description="Percentile of time-decayed popularity in the catalog, 0 (tail) to 1 (top)."
+    )
+    mean_rating: float | None
+
+    @classmethod
+    def from_domain(cls, view: domain.ItemView) -> Item:
+        return cls(
+            id=strawberry.ID(view.item_id),
+            title=view.title,
+            description=view.description,
+            genres=view.genres,
+            series=view.series,
+            series_position=view.series_position,
+            released=view.released,
+            popularity=round(view.popularity, 4),
+            mean_rating=view.mean_rating,
+        )
+
+
+@strawberry.type(description="A user as the engine knows them.")
+class User:
+    id: strawberry.ID
+    event_count: int
+    top_genres: list[GenreShare]
+    recent_items: list[Item] = strawberry.field(description="Most recent items, newest first.")
+
+    @classmethod
+    def from_domain(cls, view: domain.UserView) -> User:
+        return cls(
+            id=strawberry.ID(view.user_id),
+            event_count=view.n_events,
+            top_genres=[GenreShare(genre=g, share=s) for g, s in view.top_genres.items()],
+            recent_items=[Item.from_domain(i) for i in view.recent],
+        )
+
+
+@strawberry.type
+class GenreShare:
+    genre: str
+    share: float
+
+
+@strawberry.type(description="A candidate source that found the item, and its rank there.")
+class SourceHit:
+    source: str
+    rank: int
+    anchor_item: Item | None = strawberry.field(
+        description="The item this one was found from: 'because you watched ...'."
+    )
+
+
+@strawberry.type
+class FeatureContribution:
+    feature: str
+    value: float = strawberry.field(description="Approximate SHAP value: push on the ranker score.")
+
+
+@strawberry.type
+class RuleEffect:
+    rule: str
+    effect: str
+
+
+@strawberry.type(description="Why an item was picked.")
+class Explanation:
+    summary: str
+    sources: list[SourceHit]
+    ranker_score: float | None
+    contributions: list[FeatureContribution]
+    rules: list[RuleEffect]
+
+
+@strawberry.type
+class Recommendation:
+    item: Item
+    score: float
+    position: int
+    _pick: strawberry.Private[domain.Pick]
+    _anchors: strawberry.Private[dict[int, domain.ItemView]]
+    _summary: strawberry.Private[str]
+
+    @strawberry.field(
+        description="Why this item was picked. Feature contributions are computed only when asked."
+    )
+    def explain(self, info: strawberry.Info[Context, None]) -> Explanation:
+        pick = self._pick
+        return Explanation(
+            summary=self._summary,
+            sources=[
+                SourceHit(
+                    source=h.source,
+                    rank=h.rank,
+                    anchor_item=Item.from_domain(self._anchors[h.anchor])
+                    if h.anchor is not None and h.anchor in self._anchors
+                    else None,
+                )
+                for h in pick.hits
+            ],
+            ranker_score=pick.ranker_score,
+            contributions=[
+                FeatureContribution(feature=k, value=v) for k, v in pick.contributions.items()
+            ],
+            rules=[RuleEffect(rule=r.rule, effect=r.effect) for r in pick.rules],
+        )
+
+
+@strawberry.type
+class StageReport:
+    name: str
+    ms: float
+    status: StageStatus
+    in_count: int
+    out_count: int
+    detail: str
+
+    @classmethod
+    def from_domain(cls, report: domain.StageReport) -> StageReport:
+        return cls(
+            name=report.name,
+            ms=round(report.ms, 3),
+            status=StageStatus(report.status.value),
+            in_count=report.in_count,
+            out_count=report.out_count,
+            detail=report.detail,
+        )
+
+
+@strawberry.type
+class RecommendationList:
+    items: list[Recommendation]
+    degraded: bool
+    stages: list[StageReport]
+    request_id: strawberry.ID
+    model_version: str
+
+
+@strawberry.type
+class ScoredItem:
+    item: Item
+    score: float
+
+    @classmethod
+    def from_domain(cls, view: domain.ScoredItemView) -> ScoredItem:
+        return cls(item=Item.from_domain(view.item), score=view.score)
+
+
+@strawberry.input(description="The moment and place of the request.")
+class RecommendationContext:
+    at: dt.datetime | None = strawberry.field(
+        default=None, description="Moment of the request (default now); naive means UTC."
+    )
+    device: str | None = None
+    session_id: str | None = None
+
+
+@strawberry.input(description="Restrictions pushed down into the candidate searches.")
+class ItemFilter:
+    genres: list[str] | None = None
+    exclude_ids: list[strawberry.ID] | None = None
+    released_after: dt.date | None = None

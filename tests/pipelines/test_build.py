@@ -1,0 +1,152 @@
+"""End-to-end builds: a generated catalog, ml-latest-small, and failures that must not hurt."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from app.errors import InputError
+from app.settings import Settings
+from app.store import CURRENT, CatalogRoot
+from pipelines.build import build
+from tests.conftest import ROOT, ml_small_or_skip
+
+
+def _vectors(table, column: str) -> np.ndarray:
+    array = table.to_arrow()[column].combine_chunks()
+    return array.values.to_numpy().reshape(len(array), -1)
+
+
+def test_generated_build_writes_every_table_and_the_manifest(built_catalog: Path) -> None:
+    version = CatalogRoot(built_catalog).open()
+    manifest = version.manifest
+    assert manifest.counts["items"] == 3000
+    assert manifest.counts["users"] == 600
+    assert manifest.counts["events"] == version.table("events").count_rows()
+    assert version.table("items").count_rows() == 3000
+    assert version.table("users").count_rows() == 600
+    assert manifest.text_model == "source"  # the generator gave every vector
+    assert manifest.cf["algorithm"] in ("als", "bpr")
+    assert {"als_hit_rate@100", "bpr_hit_rate@100"} <= set(manifest.cf["measurements"])
+    assert set(manifest.indexes) == {"cf_vector", "content_vector"}
+    for choice in manifest.indexes.values():
+        assert choice.recall_at_k >= 0.95
+    assert manifest.ranker is not None and (version.path / "ranker.cbm").exists()
+    assert not (version.path / "_ranker_snapshot").exists()
+    content = _vectors(version.table("items"), "content_vector")
+    np.testing.assert_allclose(np.linalg.norm(content, axis=1), 1.0, atol=1e-4)
+    names = [s["name"] for s in manifest.steps]
+    assert names[0] == "ingest" and names[-1] == "total"
+    for step in ("embed", "cf", "stats", "write", "index", "ranker", "publish"):
+        assert step in names
+
+
+def test_items_table_holds_statistics_later_stages_need(built_catalog: Path) -> None:
+    items = CatalogRoot(built_catalog).open().table("items").to_pandas()
+    assert items["item_id"].is_unique
+    assert (items["popularity_pct"].between(0, 1)).all()
+    top = items.nlargest(30, "popularity_decayed")
+    assert top["n_events"].mean() > items["n_events"].mean()  # decayed popularity tracks use
+    in_series = items.dropna(subset=["series"])
+    assert len(in_series) > 0
+    for _, group in in_series.groupby("series"):
+        positions = group.sort_values("released")["series_position"].tolist()
+        assert positions == sorted(positions)
+
+
+def test_users_table_holds_profiles(built_catalog: Path) -> None:
+    users = CatalogRoot(built_catalog).open().table("users").to_pandas()
+    assert users["user_id"].is_unique
+    assert (users["n_events"] >= 5).all()
+    shares = users["genre_shares"].apply(lambda s: float(np.sum(s)))
+    assert (shares <= 1.001).all()  # top genres only, each rounded to 4 places
+    assert users["recent_items"].apply(len).max() <= Settings().recent_items
+
+
+def test_failed_build_keeps_the_good_catalog(tmp_path: Path, generated_source: Path) -> None:
+    good = tmp_path / "good_source"
+    shutil.copytree(generated_source, good)
+    settings = Settings(db_path=tmp_path / "db", train_ranker=False)
+    first = build(good, "generic", settings)
+    bad = tmp_path / "bad_source"
+    shutil.copytree(generated_source, bad)
+    events = pq.read_table(bad / "events.parquet").to_pandas()
+    events["timestamp"] = events["timestamp"].astype(object)
+    events.loc[7, "timestamp"] = "not a time"
+    (bad / "events.parquet").unlink()
+    events.to_csv(bad / "events.csv", index=False)
+    with pytest.raises(InputError, match="timestamp"):
+        build(bad, "generic", settings)
+    root = CatalogRoot(settings.db_path)
+    assert root.current() == first.version
+    assert [p.name for p in root.versions_dir.iterdir()] == [first.version]
+
+
+def test_cli_bad_input_exits_nonzero_without_traceback(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "items.csv").write_text("item_id,title\na,Alpha\nb,Beta\n")
+    (source / "events.csv").write_text("user_id,item_id\nu1,a\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from pipelines.cli import main; main()",
+            "build",
+            "--source",
+            str(source),
+            "--format",
+            "generic",
+            "--db",
+            str(tmp_path / "db"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "events.csv" in result.stderr and "timestamp" in result.stderr
+    assert not (tmp_path / "db" / CURRENT).exists()
+
+
+@pytest.mark.slow
+def test_ml_latest_small_builds(tmp_path_factory: pytest.TempPathFactory) -> None:
+    source = ml_small_or_skip()
+    root = tmp_path_factory.mktemp("ml") / "db"
+    manifest = build(source, "movielens", Settings(db_path=root))
+    assert manifest.counts["items"] == 9742
+    assert manifest.counts["users"] == 610
+    assert manifest.counts["events"] == 100_836
+    assert manifest.text_model == "packaged:all-MiniLM-L6-v2"
+    assert manifest.ranker is not None
+    assert manifest.ranker["valid_ndcg@10"] > manifest.ranker["valid_ndcg@10_stage1_order"]
+    items = CatalogRoot(root).open().table("items").to_pandas().set_index("item_id")
+    assert items.loc["1", "title"] == "Toy Story (1995)"
+    assert items.loc["3114", "series"] == items.loc["1", "series"]  # Toy Story 2
+    assert items.loc["3114", "series_position"] == 2
+    info = json.loads(
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from pipelines.cli import main; main()",
+                "info",
+                "--db",
+                str(root),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        ).stdout
+    )
+    assert info["version"] == manifest.version

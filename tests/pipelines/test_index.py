@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from pipelines.index import MIN_ROWS_FOR_INDEX, choose_index, exact_top_k, search
+
+DIM = 32
+K = 100
+
+
+def clustered(n: int, rng: np.random.Generator, centers: np.ndarray) -> np.ndarray:
+    picks = centers[rng.integers(0, len(centers), n)]
+    return (picks + 0.3 * rng.normal(size=(n, centers.shape[1]))).astype(np.float32)
+
+
+def make_table(path, vectors: np.ndarray):
+    data = pa.table(
+        {
+            "item_index": pa.array(np.arange(len(vectors), dtype=np.int32)),
+            "vector": pa.FixedSizeListArray.from_arrays(
+                pa.array(vectors.ravel()), vectors.shape[1]
+            ),
+        }
+    )
+    return lancedb.connect(str(path)).create_table("items", data)
+
+
+def found(table, query: np.ndarray, k: int, params: dict[str, int]) -> np.ndarray:
+    result = search(table, "vector", query, k, params).select(["item_index"]).to_arrow()
+    return result["item_index"].to_numpy()
+
+
+def recall(table, queries: np.ndarray, truth: np.ndarray, k: int, params: dict[str, int]) -> float:
+    hits = [
+        len(np.intersect1d(found(table, q, k, params), t)) / len(t)
+        for q, t in zip(queries, truth, strict=True)
+    ]
+    return float(np.mean(hits))
+
+
+# --- exact_top_k ----------------------------------------------------------------------------------
+
+
+def test_exact_top_k_known_answer():
+    vectors = np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0], [-1.0, 0.0]])
+    queries = np.array([[1.0, 0.0], [-1.0, 0.5]])
+    top = exact_top_k(vectors, queries, 2)
+    assert [set(row) for row in top.tolist()] == [{2, 0}, {3, 1}]
+    assert set(exact_top_k(vectors, queries, 10)[1].tolist()) == {0, 1, 2, 3}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 80),
+    st.integers(1, 70),
+    st.integers(1, 100),
+    st.integers(0, 2**32 - 1),
+)
+def test_exact_top_k_matches_naive_argsort(n, n_queries, k, seed):
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(n, 5)).astype(np.float32)
+    queries = rng.normal(size=(n_queries, 5)).astype(np.float32)
+    top = exact_top_k(vectors, queries, k)
+    assert top.shape == (n_queries, min(k, n))
+    scores = queries @ vectors.T
+    naive = np.argsort(-scores, axis=1, kind="stable")[:, : min(k, n)]
+    for q in range(n_queries):
+        assert len(set(top[q].tolist())) == top.shape[1]
+        # the same set; compared by score so ties at the k-th place cannot fail it
+        np.testing.assert_array_equal(np.sort(scores[q, top[q]]), np.sort(scores[q, naive[q]]))
+
+
+@given(hnp.arrays(np.float64, (6, 3), elements=st.integers(-3, 3).map(float)))
+def test_exact_top_k_with_ties(vectors):
+    query = np.ones((1, 3))
+    top = exact_top_k(vectors, query, 3)[0]
+    scores = vectors @ query[0]
+    assert len(set(top.tolist())) == 3
+    assert scores[top].min() >= np.sort(scores)[-3]
+
+
+# --- choose_index on a real LanceDB table ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clustered_data():
+    rng = np.random.default_rng(42)
+    centers = rng.normal(size=(30, DIM))
+    vectors = clustered(6_000, rng, centers)
+    queries = clustered(25, rng, centers)
+    return vectors, queries
+
+
+def test_choose_index_reaches_recall_with_ann(tmp_path, clustered_data):
+    vectors, queries = clustered_data
+    assert len(vectors) >= MIN_ROWS_FOR_INDEX
+    table = make_table(tmp_path, vectors)
+    choice = choose_index(
+        table, "vector", vectors, queries, k=K, recall_target=0.95, exact_max_rows=0
+    )
+    assert choice.column == "vector" and choice.metric == "dot" and choice.k == K
+    assert choice.kind != "exact"
+    assert choice.tried and all(t["kind"] != "exact" for t in choice.tried)
+    assert choice.recall_at_k >= 0.95
+    assert choice.search in [t["search"] for t in choice.tried]
+    assert [i.index_type for i in table.list_indices()] == ["IvfHnswSq"]
+
+    # the manifest's search parameters reproduce the measured recall (they are what serving uses)
+    truth = exact_top_k(vectors, queries, K)
+    assert recall(table, queries, truth, K, choice.search) == pytest.approx(
+        choice.recall_at_k, abs=0.02
+    )
+    # and the best hit of every query is the true best
+    best = np.argmax(queries @ vectors.T, axis=1)
+    assert [found(table, q, 1, choice.search)[0] for q in queries] == best.tolist()
+
+
+def test_choose_index_keeps_exact_search_when_it_is_the_winner(tmp_path, clustered_data):
+    vectors, queries = clustered_data
+    table = make_table(tmp_path, vectors)
+    choice = choose_index(
+        table, "vector", vectors, queries, k=K, recall_target=0.95, exact_max_rows=len(vectors)
+    )
+    kinds = [t["kind"] for t in choice.tried]
+    assert kinds[0] == "exact" and "IVF_HNSW_SQ" in kinds
+    exact = next(t for t in choice.tried if t["kind"] == "exact")
+    assert exact["recall"] == 1.0
+    indexed = [i.index_type for i in table.list_indices()]
+    # the table holds the index the choice needs, and no other
+    assert indexed == ([] if choice.kind == "exact" else ["IvfHnswSq"])
+    assert choice.recall_at_k >= 0.95
+
+
+def test_small_table_is_searched_exactly(tmp_path):
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(300, 8)).astype(np.float32)
+    queries = rng.normal(size=(10, 8)).astype(np.float32)
+    table = make_table(tmp_path, vectors)
+    choice = choose_index(
+        table, "vector", vectors, queries, k=500, recall_target=0.95, exact_max_rows=0
+    )
+    assert choice.kind == "exact" and choice.search == {"exact": 1}
+    assert choice.k == 300 and choice.recall_at_k == 1.0
+    assert table.list_indices() == []
+    truth = exact_top_k(vectors, queries, 20)
+    assert recall(table, queries, truth, 20, choice.search) == 1.0

@@ -1,0 +1,197 @@
+"""The recommendations query through the real ASGI app on a real built catalog."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.store import CatalogRoot
+from tests.schema.conftest import RELAXED, gql
+
+FULL = """
+query($u: ID!, $n: Int, $ctx: RecommendationContext, $f: ItemFilter) {
+  recommendations(userId: $u, count: $n, context: $ctx, filter: $f) {
+    degraded requestId modelVersion
+    stages { name ms status inCount outCount }
+    items {
+      position score
+      item { id title genres series seriesPosition released popularity }
+      explain {
+        summary rankerScore
+        sources { source rank anchorItem { id title } }
+        contributions { feature value }
+        rules { rule effect }
+      }
+    }
+  }
+}"""
+LIGHT = """
+query($u: ID!, $n: Int, $f: ItemFilter) {
+  recommendations(userId: $u, count: $n, filter: $f) {
+    degraded items { item { id genres released series } }
+  }
+}"""
+
+
+@pytest.fixture(scope="module")
+def users_table(built_catalog: Path):
+    return CatalogRoot(built_catalog).open().table("users").to_pandas().set_index("user_id")
+
+
+@pytest.fixture(scope="module")
+def items_table(built_catalog: Path):
+    return CatalogRoot(built_catalog).open().table("items").to_pandas().set_index("item_id")
+
+
+async def test_contract_thirty_explained_items(client, users_table) -> None:
+    user = users_table.index[0]
+    data = await gql(client, FULL, u=user)
+    assert "errors" not in data, data
+    result = data["data"]["recommendations"]
+    assert len(result["items"]) == 30
+    assert [i["position"] for i in result["items"]] == list(range(1, 31))
+    assert [s["name"] for s in result["stages"][:3]] == ["candidates", "ranking", "reranking"]
+    assert all(s["name"].startswith("source:") for s in result["stages"][3:])
+    assert result["degraded"] is False
+    assert result["modelVersion"] == CatalogRoot(client.app.state.engine.settings.db_path).current()
+    ids = [i["item"]["id"] for i in result["items"]]
+    assert len(set(ids)) == 30
+    ranking = result["stages"][1]
+    assert ranking["status"] == "OK" and ranking["outCount"] <= 100
+    assert result["stages"][0]["outCount"] > 100
+    for rec in result["items"]:
+        explain = rec["explain"]
+        assert explain["summary"].endswith(".") and len(explain["summary"]) > 10
+        assert explain["sources"], "every item says which source found it"
+        assert explain["rankerScore"] is not None
+        assert explain["contributions"], "feature contributions when asked for"
+
+
+async def test_request_ids_are_unique(client, users_table) -> None:
+    ids = set()
+    for _ in range(3):
+        data = await gql(
+            client,
+            "query($u: ID!){ recommendations(userId: $u, count: 3) { requestId } }",
+            u=users_table.index[1],
+        )
+        ids.add(data["data"]["recommendations"]["requestId"])
+    assert len(ids) == 3
+
+
+async def test_no_consumed_items(client, users_table) -> None:
+    for user in users_table.index[:15]:
+        data = await gql(client, LIGHT, u=user, n=50)
+        shown = {i["item"]["id"] for i in data["data"]["recommendations"]["items"]}
+        consumed_index = set(users_table.loc[user, "consumed"].tolist())
+        engine = client.app.state.engine
+        consumed = {engine.current.runtime.items.ids[i] for i in consumed_index}
+        assert not shown & consumed
+
+
+async def test_genre_filter(client, users_table, items_table) -> None:
+    genre = items_table["genres"].explode().value_counts().index[3]
+    data = await gql(client, LIGHT, u=users_table.index[2], n=20, f={"genres": [genre]})
+    items = data["data"]["recommendations"]["items"]
+    assert items and all(genre in i["item"]["genres"] for i in items)
+
+
+async def test_released_after_and_exclude_ids(client, users_table) -> None:
+    user = users_table.index[3]
+    first = await gql(client, LIGHT, u=user, n=10)
+    excluded = [i["item"]["id"] for i in first["data"]["recommendations"]["items"][:5]]
+    cut = date(2020, 6, 1)
+    data = await gql(
+        client, LIGHT, u=user, n=30, f={"excludeIds": excluded, "releasedAfter": cut.isoformat()}
+    )
+    items = data["data"]["recommendations"]["items"]
+    assert items
+    assert not {i["item"]["id"] for i in items} & set(excluded)
+    assert all(date.fromisoformat(i["item"]["released"]) > cut for i in items)
+
+
+async def test_unknown_user_gets_cold_start(client) -> None:
+    data = await gql(client, FULL, u="someone-new", n=30)
+    result = data["data"]["recommendations"]
+    assert len(result["items"]) == 30
+    sources = {h["source"] for i in result["items"] for h in i["explain"]["sources"]}
+    assert "popular" in sources and "cf_ann" not in sources
+    genres = {g for i in result["items"] for g in i["item"]["genres"]}
+    assert len(genres) >= 5, "cold start is diverse"
+
+
+async def test_series_deduplicated_and_exploration_share(client, users_table) -> None:
+    tail_slots = total = 0
+    for user in users_table.index[:30]:
+        data = await gql(client, LIGHT.replace("series }", "series } "), u=user, n=30)
+        items = data["data"]["recommendations"]["items"]
+        series = [i["item"]["series"] for i in items if i["item"]["series"]]
+        assert len(series) == len(set(series)), "one entry per series"
+    for user in users_table.index[:30]:
+        data = await gql(
+            client,
+            "query($u: ID!){ recommendations(userId: $u) { items { item { popularity } } } }",
+            u=user,
+        )
+        pops = [i["item"]["popularity"] for i in data["data"]["recommendations"]["items"]]
+        tail_slots += sum(p < 0.8 for p in pops)
+        total += len(pops)
+    assert tail_slots / total >= 0.1, "the exploration budget keeps tail items in the slate"
+
+
+async def test_diversity_spreads_genres(client, users_table) -> None:
+    for user in users_table.index[:10]:
+        data = await gql(client, LIGHT, u=user, n=30)
+        genres = [g for i in data["data"]["recommendations"]["items"] for g in i["item"]["genres"]]
+        top_share = max(genres.count(g) for g in set(genres)) / 30
+        assert top_share < 0.9
+
+
+async def test_item_to_item_names_its_anchor(client, users_table) -> None:
+    anchored = 0
+    for user in users_table.index[:10]:
+        data = await gql(client, FULL, u=user)
+        for rec in data["data"]["recommendations"]["items"]:
+            for hit in rec["explain"]["sources"]:
+                if hit["source"] == "item_to_item":
+                    assert hit["anchorItem"] is not None
+                    anchored += 1
+    assert anchored > 0
+
+
+@pytest.mark.parametrize("count", [0, -1, 201])
+async def test_count_out_of_range_is_a_clear_error(client, count) -> None:
+    data = await gql(client, LIGHT, u="1", n=count)
+    assert data["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+    assert "count" in data["errors"][0]["message"]
+
+
+async def test_slow_source_degrades_within_budget(make_client, users_table) -> None:
+    pipeline = {**RELAXED, "budget_ms": 200, "candidates_ms": 120}
+    pipeline["candidates"] = {**RELAXED["candidates"], "cf_ann": {"deadline_ms": 50}}
+    async for client in make_client(pipeline=pipeline, faults={"cf_ann": {"delay_ms": 1000}}):
+        import time
+
+        started = time.perf_counter()
+        data = await gql(client, FULL, u=users_table.index[0], n=30)
+        elapsed = (time.perf_counter() - started) * 1000
+        result = data["data"]["recommendations"]
+        assert result["degraded"] is True
+        assert len(result["items"]) == 30
+        stages = {s["name"]: s for s in result["stages"]}
+        assert stages["source:cf_ann"]["status"] == "TIMEOUT"
+        assert stages["candidates"]["status"] == "OK"
+        assert elapsed < 1000  # the 1 s delay was not waited for
+        np.testing.assert_array_less([s["ms"] for s in result["stages"][:3]], [200, 200, 200])
+
+
+async def test_failing_ranker_falls_back_to_stage_one_order(make_client, users_table) -> None:
+    async for client in make_client(pipeline=RELAXED, faults={"ranking": {"fail": True}}):
+        data = await gql(client, FULL, u=users_table.index[0], n=30)
+        result = data["data"]["recommendations"]
+        assert result["degraded"] is True and len(result["items"]) == 30
+        assert result["stages"][1]["status"] == "ERROR"
+        assert all(i["explain"]["rankerScore"] is None for i in result["items"])
