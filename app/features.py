@@ -68,6 +68,7 @@ def assemble(
 
     n_sources = np.zeros(n, dtype=np.float32)
     for row, hits in enumerate(candidates.hits):
+        n_sources[row] = len({h.source for h in hits if f"rank_{h.source}" in _INDEX})
         for hit in hits:
             col = _INDEX.get(f"rank_{hit.source}")
             if col is None:
@@ -75,7 +76,6 @@ def assemble(
             if np.isnan(x[row, col]) or hit.rank < x[row, col]:
                 x[row, col] = hit.rank
                 x[row, _INDEX[f"score_{hit.source}"]] = hit.score
-            n_sources[row] += 1
     x[:, _INDEX["n_sources"]] = n_sources
 
     if user.cf_vector is not None:

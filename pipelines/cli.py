@@ -24,6 +24,9 @@ cli = typer.Typer(
     add_completion=False,
 )
 err = Console(stderr=True)
+DbOption = Annotated[
+    Path | None, typer.Option(help="Catalog root (default data/shortlist.lancedb).")
+]
 
 
 def _settings(**overrides: object) -> Settings:
@@ -62,9 +65,7 @@ def generate(
 def build(
     source: Annotated[Path, typer.Option(help="Source directory (MovieLens or generic).")],
     format: Annotated[str, typer.Option("--format", help="movielens or generic.")],
-    db: Annotated[
-        Path | None, typer.Option(help="Catalog root (default data/shortlist.lancedb).")
-    ] = None,
+    db: DbOption = None,
 ) -> None:
     """Ingest, embed, train CF, compute statistics, write LanceDB tables and indexes, publish."""
     from pipelines.build import build as run_build
@@ -81,9 +82,7 @@ def build(
 
 @cli.command()
 def serve(
-    db: Annotated[
-        Path | None, typer.Option(help="Catalog root (default data/shortlist.lancedb).")
-    ] = None,
+    db: DbOption = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
 ) -> None:
@@ -102,10 +101,27 @@ def serve(
 
 
 @cli.command()
+def bench(
+    db: DbOption = None,
+    requests: Annotated[
+        int, typer.Option(help="Measured requests (after a warm-up).", min=1)
+    ] = 500,
+    explain: Annotated[bool, typer.Option("--explain", help="Ask for explanations too.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Write the report as JSON here.")] = None,
+) -> None:
+    """Per-stage latency of the served pipeline, in-process, on a built catalog."""
+    from pipelines.bench import markdown, stage_latency
+
+    settings = _settings(db_path=db)
+    report = stage_latency(settings.db_path, requests, explain)
+    typer.echo(markdown(report))
+    if out is not None:
+        out.write_text(json.dumps(report, indent=2))
+
+
+@cli.command()
 def info(
-    db: Annotated[
-        Path | None, typer.Option(help="Catalog root (default data/shortlist.lancedb).")
-    ] = None,
+    db: DbOption = None,
 ) -> None:
     """Print the serving version's manifest as JSON."""
     from app.store import CatalogRoot

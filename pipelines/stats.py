@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from scipy.stats import rankdata
 
 DAY = 86_400.0
 TOP_GENRES = 5
@@ -48,9 +49,8 @@ def item_stats(
     age_days = np.maximum(0.0, (reference_time - ts) / DAY)
     decay = np.power(0.5, age_days / half_life_days)
     popularity_decayed = np.bincount(item, weights=weights * decay, minlength=n_items)
-    order = np.argsort(popularity_decayed, kind="stable")
-    pct = np.empty(n_items, dtype=np.float32)
-    pct[order] = np.arange(n_items, dtype=np.float32) / max(1, n_items - 1)
+    # Ties share the lowest rank: never-seen items all sit at 0, not spread by their position.
+    pct = ((rankdata(popularity_decayed, method="min") - 1) / max(1, n_items - 1)).astype(np.float32)
     first_seen = np.full(n_items, np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(first_seen, item, ts)
     first_seen[first_seen == np.iinfo(np.int64).max] = -1

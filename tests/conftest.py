@@ -40,5 +40,9 @@ def built_catalog(tmp_path_factory: pytest.TempPathFactory, generated_source: Pa
     from pipelines.build import build
 
     root = tmp_path_factory.mktemp("catalog") / "shortlist.lancedb"
-    build(generated_source, "generic", Settings(db_path=root, ranker_iterations=200))
+    build(
+        generated_source,
+        "generic",
+        Settings(db_path=root, ranker_iterations=200, ranker_max_users=300, ranker_negatives=100),
+    )
     return root

@@ -44,6 +44,6 @@ class VectorIndex:
             query = query.where(where)
         result = await query.select(["item_index", "_distance"]).to_arrow()
         items = result["item_index"].to_numpy().astype(np.int64)
-        # LanceDB's "dot" distance is the negated dot product.
-        scores = -result["_distance"].to_numpy().astype(np.float32)
+        # LanceDB's "dot" distance is 1 - dot product.
+        scores = 1.0 - result["_distance"].to_numpy().astype(np.float32)
         return items, scores

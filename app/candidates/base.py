@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import ClassVar, Protocol
 
 import numpy as np
@@ -76,7 +76,13 @@ class ItemGate:
         released_after = None
         if flt.released_after is not None:
             released_after = float((flt.released_after - EPOCH).days)
-            clauses.append(f"released > date '{flt.released_after.isoformat()}'")
+            # Undated items count as released when first seen, as in ItemCatalog.released_day.
+            after = flt.released_after.isoformat()
+            next_day = (flt.released_after + timedelta(days=1)).isoformat()
+            clauses.append(
+                f"(released > date '{after}' OR (released IS NULL AND "
+                f"first_seen >= timestamp '{next_day} 00:00:00'))"
+            )
         if flt.exclude_ids:
             listed = ", ".join(_quote(i) for i in flt.exclude_ids[:1000])
             clauses.append(f"item_id NOT IN ({listed})")

@@ -47,6 +47,12 @@ class Reranker:
         if SeriesDedup.name in active:
             self.must_haves.append(SeriesDedup(config.series_dedup, items))
 
+    def _genre_cap(self, rules: list[Rule[Any]]) -> tuple[int, int] | None:
+        diversity = self.config.diversity
+        if diversity.mode != "genre_cap" or not any(r.name == "diversity" for r in rules):
+            return None
+        return diversity.max_per_genre, diversity.window
+
     async def __call__(
         self, request: RecommendationRequest, user: UserState, ranked: Ranked
     ) -> list[Pick]:
@@ -70,7 +76,7 @@ class Reranker:
         user: UserState,
         ranked: Ranked,
     ) -> list[Pick]:
-        context = RerankContext.of(request, user, self.config.seed)
+        context = RerankContext.of(request, user, self.config.seed, self._genre_cap(rules))
         if context.slots == 0:
             return []
         slate = self._slate(request, ranked)

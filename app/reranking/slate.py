@@ -25,15 +25,24 @@ class RerankContext:
     slots: int  # how many entries will be shown (request.count, never negative)
     day: float  # request.at in days since the epoch, comparable with ItemCatalog.released_day
     seed: int  # RerankConfig.seed
+    # (max_per_genre, window) when diversity enforces genre caps: later placements keep them
+    genre_cap: tuple[int, int] | None = None
 
     @classmethod
-    def of(cls, request: RecommendationRequest, user: UserState, seed: int = 0) -> RerankContext:
+    def of(
+        cls,
+        request: RecommendationRequest,
+        user: UserState,
+        seed: int = 0,
+        genre_cap: tuple[int, int] | None = None,
+    ) -> RerankContext:
         return cls(
             request=request,
             user=user,
             slots=max(0, request.count),
             day=request.at.timestamp() / DAY_SECONDS,
             seed=seed,
+            genre_cap=genre_cap,
         )
 
 

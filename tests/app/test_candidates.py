@@ -127,6 +127,10 @@ def write_table(path, items: ItemCatalog, released: list[int | None] | None = No
             "item_index": pa.array(np.arange(len(items), dtype=np.int32)),
             "genres": pa.array(items.genres, pa.list_(pa.string())),
             "released": pa.array(days, pa.int32()).cast(pa.date32()),
+            "first_seen": pa.array(
+                [None if np.isnan(d) else int(d * 86_400) for d in items.first_seen_day],
+                pa.int64(),
+            ).cast(pa.timestamp("s")),
             "content_vector": vectors(items.content),
             "cf_vector": vectors(items.cf),
         }
@@ -237,7 +241,10 @@ def test_gate_released_strictly_after_the_date():
         request(ItemFilter(released_after=GATE_DAY)), user(), gate_catalog(), True
     )
     assert allowed(gate) == [3, 5]
-    assert gate.sql == "released > date '2024-01-10'"
+    assert gate.sql == (
+        "(released > date '2024-01-10' OR "
+        "(released IS NULL AND first_seen >= timestamp '2024-01-11 00:00:00'))"
+    )
 
 
 def test_gate_excluded_ids_and_consumed():
@@ -254,7 +261,8 @@ def test_gate_sql_combines_and_quotes():
     flt = ItemFilter(genres=("sci'fi",), exclude_ids=("o'brien",), released_after=GATE_DAY)
     gate = ItemGate.for_request(request(flt), user(), gate_catalog(), True)
     assert gate.sql == (
-        "array_has_any(genres, ['sci''fi']) AND released > date '2024-01-10' "
+        "array_has_any(genres, ['sci''fi']) AND (released > date '2024-01-10' OR "
+        "(released IS NULL AND first_seen >= timestamp '2024-01-11 00:00:00')) "
         "AND item_id NOT IN ('o''brien')"
     )
 
@@ -285,11 +293,6 @@ def test_gate_sql_selects_what_allows_allows(world, genres, after, exclude):
     assert sql_selects(table, gate.sql) == allowed(gate)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ItemGate.allows falls back to first_seen for items without a release date, "
-    "its sql (released > date ...) drops them",
-)
 def test_gate_sql_and_allows_agree_on_unknown_release(tmp_path):
     items = gate_catalog()
     # as ItemCatalog.from_table builds it: a null release falls back to the first-seen day
@@ -571,11 +574,6 @@ async def test_vector_index_finds_the_nearest_by_dot_product(world):
         assert limited.tolist() == [i for i in np.argsort(-(matrix @ query)) if i < 100][:15]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: app/candidates/ann.py VectorIndex.nearest negates _distance, but LanceDB's "
-    "dot distance is 1 - dot: every score is the dot product minus one",
-)
 async def test_vector_index_scores_are_dot_products(world):
     path, items = world
     cf, _ = await open_indexes(path)

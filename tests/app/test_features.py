@@ -133,10 +133,6 @@ def test_best_rank_kept_when_a_source_hits_twice():
     assert column(x, "score_cf_ann") == pytest.approx([0.8])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: app/features.py assemble adds 1 to n_sources per hit, not per distinct source",
-)
 def test_n_sources_counts_sources_not_hits():
     hits = [
         [SourceHit("cf_ann", 9, 0.1), SourceHit("cf_ann", 2, 0.8), SourceHit("popular", 5, 1.0)]

@@ -59,6 +59,8 @@ def test_serve_answers_recommendations(built_catalog: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def test_serve_without_catalog_is_one_clear_error(tmp_path: Path) -> None:

@@ -67,8 +67,15 @@ class Exploration(Rule[ExplorationConfig]):
             return slate
         weight = slate.scores[candidates] * (1.0 - popularity) ** self.config.discount
         rng = np.random.default_rng(exploration_seed(context.seed, context.request))
-        drawn = np.sort(candidates[weighted_draw(weight, budget, rng)])  # best-placed first
-        slots = (np.arange(1, len(drawn) + 1) * shown) // (len(drawn) + 1)
+        if context.genre_cap is None:
+            drawn = np.sort(candidates[weighted_draw(weight, budget, rng)])  # best-placed first
+            slots = (np.arange(1, len(drawn) + 1) * shown) // (len(drawn) + 1)
+        else:
+            ranked_draw = candidates[weighted_draw(weight, len(candidates), rng)]
+            wanted = (np.arange(1, budget + 1) * shown) // (budget + 1)
+            slots, drawn = self._place_within_cap(slate, ranked_draw, wanted, context.genre_cap)
+            if not len(drawn):
+                return slate
         organic = np.setdiff1d(np.arange(len(slate)), drawn, assume_unique=True)
         order = np.empty(len(slate), dtype=np.int64)
         is_slot = np.zeros(len(slate), dtype=bool)
@@ -84,6 +91,45 @@ class Exploration(Rule[ExplorationConfig]):
                 f"exploration slot: popularity percentile {pct:.2f} (from position {source + 1})",
             )
         return result
+
+    def _place_within_cap(
+        self, slate: Slate, ranked_draw: np.ndarray, wanted: np.ndarray, cap: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Slots and entries, in draw order, whose placement keeps every genre window in cap.
+
+        Diversity already arranged the organic entries within the cap; an exploration entry is
+        placed only where every window that contains its slot stays within the cap.
+        """
+        max_per_genre, window = cap
+        genres = self.items.genre_matrix[slate.items]
+        placed: dict[int, int] = {}
+        for slot in wanted.tolist():
+            for entry in ranked_draw.tolist():
+                if entry in placed.values():
+                    continue
+                trial = {**placed, slot: entry}
+                order = _order(len(slate), trial)
+                lo, hi = max(0, slot - window + 1), min(slot, len(order) - window)
+                fits = all(
+                    genres[order[start : start + window]].sum(axis=0).max() <= max_per_genre
+                    for start in range(lo, max(lo, hi) + 1)
+                )
+                if fits:
+                    placed = trial
+                    break
+        slots = np.array(sorted(placed), dtype=np.int64)
+        return slots, np.array([placed[s] for s in slots.tolist()], dtype=np.int64)
+
+
+def _order(n: int, placed: dict[int, int]) -> np.ndarray:
+    """Display order of slate positions with `placed` entries moved to their slots."""
+    organic = [p for p in range(n) if p not in set(placed.values())]
+    order = np.empty(n, dtype=np.int64)
+    is_slot = np.zeros(n, dtype=bool)
+    is_slot[list(placed)] = True
+    order[list(placed)] = list(placed.values())
+    order[~is_slot] = organic
+    return order
 
 
 def exploration_seed(seed: int, request: RecommendationRequest) -> int:

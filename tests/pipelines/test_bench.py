@@ -1,0 +1,13 @@
+from pathlib import Path
+
+from pipelines.bench import markdown, stage_latency
+
+
+def test_bench_reports_every_stage(built_catalog: Path) -> None:
+    report = stage_latency(built_catalog, requests=15)
+    assert report["requests"] == 15
+    assert {"candidates", "ranking", "reranking", "source:cf_ann"} <= set(report["stages"])
+    for values in [report["total"], *report["stages"].values()]:
+        assert 0 <= values["p50_ms"] <= values["p99_ms"]
+    table = markdown(report)
+    assert "| candidates |" in table and "total (server-side)" in table
