@@ -125,7 +125,11 @@ def choose_index(
         tick()
     if n >= MIN_ROWS_FOR_INDEX:
         partitions = max(1, n // 200_000)
-        hnsw_params: dict[str, Any] = {"num_partitions": partitions, "m": 20, "ef_construction": 300}
+        hnsw_params: dict[str, Any] = {
+            "num_partitions": partitions,
+            "m": 20,
+            "ef_construction": 300,
+        }
         table.create_index(column, config=IvfHnswSq(distance_type=METRIC, **hnsw_params))
         for factor in (1.5, 2, 3, 5):
             params = {"ef": int(k * factor), "nprobes": partitions}
@@ -136,7 +140,10 @@ def choose_index(
                 break
     if n >= MIN_ROWS_FOR_PQ:
         partitions = int(min(4096, max(8, round(math.sqrt(n)))))
-        pq_params: dict[str, Any] = {"num_partitions": partitions, "num_sub_vectors": _sub_vectors(dim)}
+        pq_params: dict[str, Any] = {
+            "num_partitions": partitions,
+            "num_sub_vectors": _sub_vectors(dim),
+        }
         table.create_index(column, config=IvfPq(distance_type=METRIC, **pq_params))
         for share in (0.05, 0.1, 0.2, 0.4):
             for refine in (5, 10):

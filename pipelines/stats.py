@@ -50,7 +50,8 @@ def item_stats(
     decay = np.power(0.5, age_days / half_life_days)
     popularity_decayed = np.bincount(item, weights=weights * decay, minlength=n_items)
     # Ties share the lowest rank: never-seen items all sit at 0, not spread by their position.
-    pct = ((rankdata(popularity_decayed, method="min") - 1) / max(1, n_items - 1)).astype(np.float32)
+    ranks = rankdata(popularity_decayed, method="min") - 1
+    pct = (ranks / max(1, n_items - 1)).astype(np.float32)
     first_seen = np.full(n_items, np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(first_seen, item, ts)
     first_seen[first_seen == np.iinfo(np.int64).max] = -1
