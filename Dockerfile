@@ -32,7 +32,7 @@ RUN pip install .
 
 # The demo catalog is generated and built at image build time (no dataset, no download).
 RUN mkdir -p /app/data \
-    && shortlist generate --items 5000 --users 2000 --seed 7 --out /app/data/demo \
+    && shortlist generate --items 5000 --users 1000 --seed 7 --out /app/data/demo \
     && shortlist build --source /app/data/demo --format generic \
     && chown -R shortlist:shortlist /app
 

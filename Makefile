@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 
 # The demo catalog: generated (no dataset needed), built once.
 $(DB)/CURRENT: | $(STAMP)
-	test -f $(DEMO)/events.parquet || $(VENV)/bin/shortlist generate --items 5000 --users 2000 --seed 7 --out $(DEMO)
+	test -f $(DEMO)/events.parquet || $(VENV)/bin/shortlist generate --items 5000 --users 1000 --seed 7 --out $(DEMO)
 	$(VENV)/bin/shortlist build --source $(DEMO) --format generic --db $(DB)
 
 catalog: $(DB)/CURRENT

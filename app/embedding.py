@@ -52,6 +52,9 @@ class TextEncoder:
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
         import torch
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
 
         if threads > 0:
             torch.set_num_threads(threads)

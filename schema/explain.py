@@ -27,11 +27,11 @@ def summary(pick: domain.Pick, item: domain.ItemView, anchors: dict[int, domain.
                 reasons.append(f"because you watched {anchors[hit.anchor].title}")
         elif SOURCE_PHRASES[hit.source] not in reasons:
             reasons.append(SOURCE_PHRASES[hit.source])
-    rules = {r.rule for r in pick.rules}
-    if "new_releases" in rules and SOURCE_PHRASES["fresh"] not in reasons:
-        reasons.insert(0, SOURCE_PHRASES["fresh"])
-    if "exploration" in rules and SOURCE_PHRASES["exploration"] not in reasons:
-        reasons.insert(0, SOURCE_PHRASES["exploration"])
+    # A rule that placed the item is the reason it is shown here: it comes first.
+    for rule, source in (("new_releases", "fresh"), ("exploration", "exploration")):
+        if rule in {r.rule for r in pick.rules}:
+            phrase = SOURCE_PHRASES[source]
+            reasons = [phrase, *(r for r in reasons if r != phrase)]
     if not reasons:
         reasons.append("it ranked highly for you")
     text = ", and ".join(reasons[:2])
