@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+
+from app.candidates.base import SourceConfig, SourceInput, SourceResult, keep_allowed
+from app.domain import UserState
 
 METRIC = "dot"
 
@@ -47,3 +50,29 @@ class VectorIndex:
         # LanceDB's "dot" distance is 1 - dot product.
         scores = 1.0 - result["_distance"].to_numpy().astype(np.float32)
         return items, scores
+
+
+class ProfileSearch:
+    """A source that searches one vector column with one of the user's vectors.
+
+    Consumed and excluded items are filtered after the search, so it asks for up to twice its
+    limit when the user has that many blocked items.
+    """
+
+    name: ClassVar[str]
+    missing: ClassVar[str]  # why the source skips a user without the vector
+
+    def __init__(self, config: SourceConfig, index: VectorIndex) -> None:
+        self.config = config
+        self.index = index
+
+    def vector(self, user: UserState) -> np.ndarray | None:
+        raise NotImplementedError
+
+    async def __call__(self, given: SourceInput) -> SourceResult:
+        vector = self.vector(given.user)
+        if vector is None:
+            return SourceResult.skip(self.missing)
+        k = self.config.limit + min(len(given.gate.blocked), self.config.limit)
+        items, scores = await self.index.nearest(vector, k, given.gate.sql)
+        return keep_allowed(SourceResult(items, scores), given.gate, self.config.limit)

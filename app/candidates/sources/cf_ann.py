@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
+import numpy as np
 from pydantic import Field
 
-from app.candidates.ann import VectorIndex
-from app.candidates.base import SourceConfig, SourceInput, SourceResult, keep_allowed
+from app.candidates.ann import ProfileSearch
+from app.candidates.base import SourceConfig
+from app.domain import UserState
 
 
 class CfAnnConfig(SourceConfig):
     limit: int = Field(500, ge=0, le=5000, description="Most items from the CF search.")
 
 
-class CfAnn:
-    name: ClassVar[str] = "cf_ann"
+class CfAnn(ProfileSearch):
+    name = "cf_ann"
+    missing = "no CF vector for this user"
 
-    def __init__(self, config: CfAnnConfig, index: VectorIndex) -> None:
-        self.config = config
-        self.index = index
-
-    async def __call__(self, given: SourceInput) -> SourceResult:
-        vector = given.user.cf_vector
-        if vector is None:
-            return SourceResult.skip("no CF vector for this user")
-        k = self.config.limit + min(len(given.gate.blocked), self.config.limit)
-        items, scores = await self.index.nearest(vector, k, given.gate.sql)
-        return keep_allowed(SourceResult(items, scores), given.gate, self.config.limit)
+    def vector(self, user: UserState) -> np.ndarray | None:
+        return user.cf_vector
