@@ -79,6 +79,7 @@ def content_vectors(
 
 
 def build(source: Path, fmt: str, settings: Settings, reporter: Reporter | None = None) -> Manifest:
+    """Read a source directory and build a catalog version from it (see build_catalog)."""
     reporter = reporter or Reporter(quiet=True)
     started = time.time()
     with reporter.step("ingest") as step:
@@ -87,8 +88,16 @@ def build(source: Path, fmt: str, settings: Settings, reporter: Reporter | None 
         step.note = f"{len(raw.items):,} items"
         if raw.unknown_item_events:
             step.note += f", {raw.unknown_item_events:,} events for unknown items skipped"
+    return build_catalog(raw, settings, reporter, started)
+
+
+def build_catalog(
+    raw: RawCatalog, settings: Settings, reporter: Reporter, started: float | None = None
+) -> Manifest:
+    """Embed, train, index and publish a new version from ingested data."""
+    started = time.time() if started is None else started
     if raw.events.empty:
-        raise InputError("no events left to learn from", file=str(source))
+        raise InputError("no events left to learn from", file=raw.source)
 
     root = CatalogRoot(settings.db_path)
     root.path.mkdir(parents=True, exist_ok=True)
@@ -151,7 +160,7 @@ def _train_ranker(
                 CatalogVersion.open(snapshot),
                 later,
                 settings.ranker_max_users,
-                _rating_max(raw.events),
+                rating_max(raw.events),
                 rng,
                 settings.ranker_negatives,
                 step,
@@ -198,8 +207,8 @@ def _build_version(
     user_codes, user_ids = pd.factorize(events["user_id"], sort=True)
     events["user_index"] = user_codes
     n_items, n_users = len(items), len(user_ids)
-    rating_max = _rating_max(events)
-    weights = event_weights(events["event"].to_numpy(), events["value"].to_numpy(), rating_max)
+    top_rating = rating_max(events)
+    weights = event_weights(events["event"].to_numpy(), events["value"].to_numpy(), top_rating)
     reference_time = int(events["timestamp"].max())
 
     with reporter.step(f"{label}cf") as step:
@@ -296,7 +305,7 @@ def _build_version(
     return manifest
 
 
-def _rating_max(events: pd.DataFrame) -> float:
+def rating_max(events: pd.DataFrame) -> float:
     ratings = events.loc[events["event"] == "rating", "value"]
     top = float(ratings.max()) if ratings.notna().any() else 5.0
     return 5.0 if top <= 5.0 else 10.0 if top <= 10.0 else 100.0

@@ -120,6 +120,22 @@ def bench(
 
 
 @cli.command()
+def evaluate(
+    source: Annotated[Path, typer.Option(help="Source directory (MovieLens or generic).")],
+    format: Annotated[str, typer.Option("--format", help="movielens or generic.")],
+    k: Annotated[int, typer.Option(help="Cut-off of the ranking metrics.", min=1, max=200)] = 10,
+    out: Annotated[Path, typer.Option(help="Directory for the report.")] = Path("data/evaluation"),
+) -> None:
+    """Hold out each user's latest events; compare the served pipeline with baselines."""
+    from pipelines.evaluation.report import markdown
+    from pipelines.evaluation.run import evaluate as run_evaluation
+
+    report = run_evaluation(source, format, out, k, _settings(), Reporter())
+    typer.echo(markdown(report))
+    err.print(f"[bold green]wrote[/] {out}/evaluation.json, evaluation.md, evaluation.png")
+
+
+@cli.command()
 def info(
     db: DbOption = None,
 ) -> None:

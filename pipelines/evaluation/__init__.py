@@ -1,0 +1,1 @@
+"""Offline evaluation: ranking metrics (`metrics`) and reference recommenders (`baselines`)."""

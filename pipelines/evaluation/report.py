@@ -1,0 +1,55 @@
+"""The evaluation report: a Markdown table and a bar chart (PNG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def markdown(report: dict[str, Any]) -> str:
+    k = report["k"]
+    names = [
+        f"ndcg@{k}",
+        f"recall@{k}",
+        f"map@{k}",
+        "recall@1000",
+        "coverage",
+        "diversity",
+        "popularity_share",
+        "p50_ms",
+        "p99_ms",
+    ]
+    lines = [
+        f"{report['source']} ({report['format']}): {report['test_users']} test users, "
+        f"last 20% of each user's events held out",
+        "",
+        "| method | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    for row in report["results"]:
+        cells = []
+        for name in names:
+            value = row.get(name)
+            cells.append(
+                "" if value is None else f"{value:.4f}" if "ms" not in name else f"{value:.1f}"
+            )
+        lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def chart(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = report["k"]
+    rows = sorted(report["results"], key=lambda r: r[f"ndcg@{k}"])
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
+    colors = ["#d95f02" if r["method"].startswith("shortlist") else "#7570b3" for r in rows]
+    ax.barh([r["method"] for r in rows], [r[f"ndcg@{k}"] for r in rows], color=colors)
+    ax.set_xlabel(f"NDCG@{k} on held-out future interactions")
+    ax.set_title(Path(report["source"]).name)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

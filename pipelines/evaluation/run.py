@@ -1,0 +1,269 @@
+"""`shortlist evaluate`: the served pipeline against simple baselines on held-out future events.
+
+Each user's last 20% of events (by time) are held out; the build sees only the rest. The same
+pipeline the server runs is asked for every test user at the moment of their first held-out
+event, with default settings; baselines are fitted on the same training events. Positives are
+held-out items with a rating of at least 4 of 5 (any interaction for implicit data), never items
+the user already had in training.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from app.domain import RecommendationRequest
+from app.events import event_weights
+from app.pipeline import Pipeline, PipelineConfig
+from app.runtime import Runtime
+from app.settings import Settings
+from pipelines.build import build_catalog, rating_max
+from pipelines.evaluation import baselines as bl
+from pipelines.evaluation import metrics as m
+from pipelines.evaluation.report import chart, markdown
+from pipelines.ingest import load_source
+from pipelines.ingest.raw import RawCatalog
+from pipelines.split import temporal_split
+from pipelines.steps import Reporter
+
+HOLDOUT = 0.2
+RECALL_DEPTH = 1000
+
+
+@dataclass
+class TestUser:
+    user_id: str
+    at: datetime
+    device: str | None
+    relevant: set[str]
+
+
+@dataclass
+class MethodResult:
+    name: str
+    lists: dict[str, list[str]] = field(default_factory=dict)  # user -> top-k item ids
+    deep: dict[str, list[str]] = field(default_factory=dict)  # user -> top-1000 (recall@1000)
+    latency_ms: list[float] = field(default_factory=list)
+
+
+def test_users(raw: RawCatalog, keep: np.ndarray) -> list[TestUser]:
+    """Users with at least one held-out positive not seen in their training events."""
+    events = raw.events
+    held = events.loc[~keep]
+    top_rating = rating_max(events)
+    is_rating = (held["event"] == "rating").to_numpy()
+    values = held["value"].to_numpy()
+    positive = np.where(
+        is_rating,
+        np.nan_to_num(values, nan=0.0) >= 0.8 * top_rating,
+        event_weights(held["event"].to_numpy(), values, top_rating) > 0,
+    )
+    seen = events.loc[keep].groupby("user_id")["item_id"].agg(set)
+    users = []
+    for user_id, group in held.groupby("user_id", sort=True):
+        first = group.iloc[int(np.argmin(group["timestamp"].to_numpy()))]
+        relevant = set(group.loc[positive[held.index.get_indexer(group.index)], "item_id"])
+        relevant -= seen.get(user_id, set())
+        if relevant:
+            device = first["device"] if isinstance(first["device"], str) else None
+            at = datetime.fromtimestamp(int(first["timestamp"]), tz=UTC)
+            users.append(TestUser(str(user_id), at, device, relevant))
+    return users
+
+
+async def _ask_pipeline(
+    runtime: Runtime, config: PipelineConfig, users: list[TestUser], k: int, name: str
+) -> MethodResult:
+    pipeline = Pipeline.assemble(config, runtime)
+    result = MethodResult(name)
+    for user in users:
+        request = RecommendationRequest(user.user_id, k, user.at, user.device)
+        state = pipeline.user_state(user.user_id)
+        started = time.perf_counter()
+        answer = await pipeline.recommend(request, state)
+        result.latency_ms.append((time.perf_counter() - started) * 1000)
+        result.lists[user.user_id] = [str(runtime.items.ids[p.item]) for p in answer.picks]
+        if name == "shortlist":
+            stage1 = await pipeline.candidates(request, state)
+            result.deep[user.user_id] = [str(i) for i in runtime.items.ids[stage1.candidates.items]]
+    return result
+
+
+def _pipeline_variants(runtime: Runtime, users: list[TestUser], k: int) -> list[MethodResult]:
+    full = PipelineConfig()
+    # Offline there is no latency pressure from other requests, but the budget stays as served.
+    no_rules = PipelineConfig.model_validate({"reranking": {"rules": ["exclude_consumed"]}})
+    variants = [("shortlist", full, runtime), ("shortlist without rules", no_rules, runtime)]
+    unranked = Runtime(**{**runtime.__dict__, "ranker_model": None})
+    variants.append(("shortlist without ranker", full, unranked))
+
+    async def run() -> list[MethodResult]:
+        return [await _ask_pipeline(rt, cfg, users, k, name) for name, cfg, rt in variants]
+
+    return asyncio.run(run())
+
+
+def _matrix(
+    events: pd.DataFrame, users: pd.Index, runtime: Runtime, top_rating: float
+) -> sp.csr_matrix:
+    """users x items summed endorsement weights (zero-weight events dropped)."""
+    items = runtime.items.index.get_indexer(pd.Index(events["item_id"]))
+    rows = users.get_indexer(pd.Index(events["user_id"]))
+    weights = event_weights(events["event"].to_numpy(), events["value"].to_numpy(), top_rating)
+    ok = (items >= 0) & (rows >= 0) & (weights > 0)
+    matrix = sp.csr_matrix(
+        (weights[ok], (rows[ok], items[ok])),
+        shape=(len(users), len(runtime.items)),
+        dtype=np.float32,
+    )
+    matrix.sum_duplicates()
+    return matrix
+
+
+def _ask_baselines(
+    raw: RawCatalog, keep: np.ndarray, runtime: Runtime, users: list[TestUser], k: int, seed: int
+) -> list[MethodResult]:
+    top_rating = rating_max(raw.events)
+    events = raw.events.loc[keep].reset_index(drop=True)
+    user_index = pd.Index(sorted(events["user_id"].unique()))
+    train = _matrix(events, user_index, runtime, top_rating)
+    # EASE's lambda is tuned on a second temporal split inside the training events only.
+    inner = temporal_split(events, HOLDOUT)
+    inner_train = _matrix(events.loc[inner], user_index, runtime, top_rating)
+    valid = _matrix(events.loc[~inner], user_index, runtime, top_rating)
+    valid = sp.csr_matrix(valid - valid.multiply(inner_train > 0))  # drop items already seen
+    valid.eliminate_zeros()
+    ease_lambda = bl.tune_ease(inner_train, valid).lambda_
+    rows = user_index.get_indexer(pd.Index([u.user_id for u in users]))
+    known = rows >= 0
+    methods: list[bl.Baseline] = [
+        bl.Popularity(),
+        bl.EASE(ease_lambda),
+        bl.ItemKNN(),
+        bl.ALS(seed=seed),
+        bl.ContentOnly(runtime.items.content),
+    ]
+    results = []
+    depth = min(RECALL_DEPTH, len(runtime.items) - 1)
+    for method in methods:
+        method.fit(train)
+        result = MethodResult(method.name)
+        started = time.perf_counter()
+        top = method.recommend(rows[known], depth)
+        per_user = (time.perf_counter() - started) * 1000 / max(1, int(known.sum()))
+        for user, ranked in zip(
+            (u for u, ok in zip(users, known, strict=True) if ok), top, strict=True
+        ):
+            ids = [str(i) for i in runtime.items.ids[ranked]]
+            result.lists[user.user_id] = ids[:k]
+            result.deep[user.user_id] = ids
+            result.latency_ms.append(per_user)
+        results.append(result)
+    return results
+
+
+def score(method: MethodResult, users: list[TestUser], k: int, runtime: Runtime) -> dict[str, Any]:
+    truth = {u.user_id: u.relevant for u in users}
+    lists = [method.lists.get(u.user_id, []) for u in users]
+    position = {item: i for i, item in enumerate(runtime.items.ids.tolist())}
+    top_1pct = set(
+        np.argsort(-runtime.items.popularity)[: max(1, len(runtime.items) // 100)].tolist()
+    )
+    index_lists = [[position[i] for i in lst if i in position] for lst in lists]
+    row: dict[str, Any] = {
+        "method": method.name,
+        f"ndcg@{k}": float(
+            np.mean(
+                [m.ndcg_at_k(lst, truth[u.user_id], k) for lst, u in zip(lists, users, strict=True)]
+            )
+        ),
+        f"recall@{k}": float(
+            np.mean(
+                [
+                    m.recall_at_k(lst, truth[u.user_id], k)
+                    for lst, u in zip(lists, users, strict=True)
+                ]
+            )
+        ),
+        f"map@{k}": float(
+            np.mean(
+                [
+                    m.average_precision_at_k(lst, truth[u.user_id], k)
+                    for lst, u in zip(lists, users, strict=True)
+                ]
+            )
+        ),
+        "coverage": m.catalog_coverage(index_lists, len(runtime.items)),
+        "diversity": m.intra_list_diversity(
+            [runtime.items.content[lst] for lst in index_lists if len(lst) > 1]
+        ),
+        "popularity_share": m.popularity_share(index_lists, top_1pct),
+    }
+    if method.deep:
+        row[f"recall@{RECALL_DEPTH}"] = float(
+            np.mean(
+                [
+                    m.recall_at_k(method.deep.get(u.user_id, []), truth[u.user_id], RECALL_DEPTH)
+                    for u in users
+                ]
+            )
+        )
+    if method.latency_ms:
+        row["p50_ms"] = float(np.percentile(method.latency_ms, 50))
+        row["p99_ms"] = float(np.percentile(method.latency_ms, 99))
+    return row
+
+
+def evaluate(
+    source: Path,
+    fmt: str,
+    out: Path,
+    k: int = 10,
+    settings: Settings | None = None,
+    reporter: Reporter | None = None,
+) -> dict[str, Any]:
+    reporter = reporter or Reporter(quiet=True)
+    out.mkdir(parents=True, exist_ok=True)
+    raw = load_source(source, fmt)
+    keep = temporal_split(raw.events, HOLDOUT)
+    users = test_users(raw, keep)
+    train_dir = out / "train"
+    train_dir.mkdir(exist_ok=True)
+    train_source = RawCatalog(
+        raw.items,
+        raw.events.loc[keep].reset_index(drop=True),
+        raw.content_vectors,
+        raw.unknown_item_events,
+        raw.source,
+        raw.format,
+    )
+    settings = (settings or Settings()).model_copy(update={"db_path": out / "catalog.lancedb"})
+    build_catalog(train_source, settings, reporter)
+    runtime = asyncio.run(Runtime.open(settings.db_path))
+    with reporter.step("pipeline", total=len(users) * 3) as step:
+        methods = _pipeline_variants(runtime, users, k)
+        step.rows = len(users)
+    with reporter.step("baselines") as step:
+        methods += _ask_baselines(raw, keep, runtime, users, k, settings.seed)
+        step.rows = len(users)
+    rows = [score(method, users, k, runtime) for method in methods]
+    report = {
+        "source": str(source),
+        "format": fmt,
+        "k": k,
+        "test_users": len(users),
+        "results": rows,
+    }
+    (out / "evaluation.json").write_text(json.dumps(report, indent=2))
+    (out / "evaluation.md").write_text(markdown(report) + "\n")
+    chart(report, out / "evaluation.png")
+    return report
