@@ -21,7 +21,8 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     lines = [
         f"{report['source']} ({report['format']}): {report['test_users']} test users, "
-        f"last 20% of each user's events held out",
+        f"last 20% of each user's events held out. Latency: the served pipeline per request; "
+        f"baselines batched, amortised per user.",
         "",
         "| method | " + " | ".join(names) + " |",
         "|---|" + "---:|" * len(names),
