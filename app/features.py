@@ -13,7 +13,7 @@ import numpy as np
 from app.domain import Candidates, UserState
 from app.items import DAY, ItemCatalog
 
-SOURCES = ("cf_ann", "content_ann", "item_to_item", "fresh", "popular", "exploration")
+SOURCES = ("cf_ann", "content_ann", "item_to_item", "item_knn", "fresh", "popular", "exploration")
 DEVICES = ("tv", "mobile", "web", "tablet", "desktop")
 RECENT_FOR_SIMILARITY = 5
 

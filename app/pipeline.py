@@ -26,6 +26,7 @@ from app.candidates.sources import (
     ContentAnn,
     Exploration,
     Fresh,
+    ItemKnn,
     ItemToItem,
     Popular,
 )
@@ -83,6 +84,7 @@ class Pipeline:
             CfAnn(c.cf_ann, runtime.cf_index),
             ContentAnn(c.content_ann, runtime.content_index),
             ItemToItem(c.item_to_item, items, runtime.cf_index, runtime.content_index),
+            ItemKnn(c.item_knn, runtime.neighbours, runtime.neighbour_scores),
             Fresh(c.fresh, items),
             Popular(c.popular, items),
             Exploration(c.exploration, items),

@@ -7,12 +7,21 @@ from pathlib import Path
 from typing import Any
 
 import lancedb
+import numpy as np
 
 from app.candidates.ann import VectorIndex
 from app.errors import CatalogError
 from app.items import ItemCatalog
 from app.ranking import Ranker
-from app.store import ITEMS, USERS, CatalogRoot, CatalogVersion, Manifest
+from app.store import (
+    ITEMS,
+    NEIGHBOUR_SCORES,
+    NEIGHBOURS,
+    USERS,
+    CatalogRoot,
+    CatalogVersion,
+    Manifest,
+)
 from app.users import UserProfiles
 
 
@@ -26,6 +35,8 @@ class Runtime:
     cf_index: VectorIndex
     content_index: VectorIndex
     ranker_model: Any | None
+    neighbours: np.ndarray | None = None  # (n_items, k) item_index, -1 padded
+    neighbour_scores: np.ndarray | None = None
 
     @classmethod
     async def open(cls, root: Path, version: str | None = None) -> Runtime:
@@ -59,4 +70,19 @@ class Runtime:
                 indexes["content_vector"].k,
             ),
             ranker_model=Ranker.load_model(catalog.path),
+            neighbours=_array(catalog.path / NEIGHBOURS, len(items)),
+            neighbour_scores=_array(catalog.path / NEIGHBOUR_SCORES, len(items)),
         )
+
+
+def _array(path: Path, rows: int) -> np.ndarray | None:
+    """A model array of the version (numpy, never pickled), or None when the build made none."""
+    if not path.exists():
+        return None
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise CatalogError(f"{path} is unreadable: {exc}") from exc
+    if array.shape[0] != rows:
+        raise CatalogError(f"{path} has {array.shape[0]} rows for {rows} items; rebuild")
+    return array

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     seed: int = Field(42, description="Seed for every random choice of a build.")
     threads: int = Field(0, ge=0, description="Threads for training; 0 = all cores.")
 
+    neighbours_k: int = Field(50, ge=1, le=1000, description="Item neighbours kept per item.")
+    neighbours_shrink: float = Field(
+        10.0, ge=0, description="Shrinkage of the item-item cosine similarity (small audiences)."
+    )
+
     # --- statistics ----------------------------------------------------------------------------
     popularity_half_life_days: float = Field(
         30.0, gt=0, description="Half-life of an event's weight in the time-decayed popularity."

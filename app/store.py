@@ -28,6 +28,7 @@ from app.errors import CatalogError
 
 ITEMS, USERS, EVENTS = "items", "users", "events"
 MANIFEST = "manifest.json"
+NEIGHBOURS, NEIGHBOUR_SCORES = "item_neighbours.npy", "item_neighbour_scores.npy"
 CURRENT = "CURRENT"
 CONTENT_DIM = 384
 

@@ -15,16 +15,26 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from app.embedding import TextEncoder, item_text
 from app.errors import InputError
 from app.events import event_weights
 from app.settings import Settings
-from app.store import CatalogRoot, CatalogVersion, Manifest, write_manifest
+from app.store import (
+    NEIGHBOUR_SCORES,
+    NEIGHBOURS,
+    CatalogRoot,
+    CatalogVersion,
+    Manifest,
+    write_manifest,
+)
 from pipelines.cf import train_cf
 from pipelines.index import choose_index
 from pipelines.ingest import load_source
 from pipelines.ingest.raw import RawCatalog
+from pipelines.neighbours import MAX_ITEMS as MAX_NEIGHBOUR_ITEMS
+from pipelines.neighbours import item_neighbours
 from pipelines.ranker import collect_training_data, train_ranker
 from pipelines.split import temporal_split
 from pipelines.stats import item_stats, user_stats
@@ -231,6 +241,30 @@ def _build_version(
         step.rows = int((weights > 0).sum())
         measured = ", ".join(f"{k}={v:.3f}" for k, v in cf.measurements.items() if "hit" in k)
         step.note = f"{cf.algorithm} chosen" + (f" ({measured})" if measured else "")
+
+    with reporter.step(f"{label}neighbours") as step:
+        if n_items <= MAX_NEIGHBOUR_ITEMS:
+            positive = weights > 0
+            audience = sp.csr_matrix(
+                (
+                    weights[positive],
+                    (
+                        events["user_index"].to_numpy()[positive],
+                        events["item_index"].to_numpy()[positive],
+                    ),
+                ),
+                shape=(n_users, n_items),
+                dtype=np.float32,
+            )
+            audience.sum_duplicates()
+            neighbours, neighbour_scores = item_neighbours(
+                audience, settings.neighbours_k, settings.neighbours_shrink
+            )
+            np.save(path / NEIGHBOURS, neighbours, allow_pickle=False)
+            np.save(path / NEIGHBOUR_SCORES, neighbour_scores, allow_pickle=False)
+            step.rows = int((neighbours >= 0).sum())
+        else:
+            step.note = f"skipped: more than {MAX_NEIGHBOUR_ITEMS:,} items"
 
     with reporter.step(f"{label}stats", total=n_users) as step:
         istats = item_stats(

@@ -7,6 +7,7 @@ from app import domain
 # Most personal reason first: a named anchor, then taste, then the catalog-wide reasons.
 SOURCE_PHRASES = {
     "cf_ann": "people with similar taste liked it",
+    "item_knn": "people who liked what you liked also liked it",
     "content_ann": "it matches what you usually enjoy",
     "fresh": "it is a new release",
     "exploration": "it is something a little different for you",

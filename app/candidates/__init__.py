@@ -17,6 +17,7 @@ from app.candidates.sources.cf_ann import CfAnnConfig
 from app.candidates.sources.content_ann import ContentAnnConfig
 from app.candidates.sources.exploration import ExplorationConfig
 from app.candidates.sources.fresh import FreshConfig
+from app.candidates.sources.item_knn import ItemKnnConfig
 from app.candidates.sources.item_to_item import ItemToItemConfig
 from app.candidates.sources.popular import PopularConfig
 from app.deadlines import Fault, run_within
@@ -32,6 +33,7 @@ class CandidatesConfig(BaseModel):
     cf_ann: CfAnnConfig = Field(default_factory=CfAnnConfig)
     content_ann: ContentAnnConfig = Field(default_factory=ContentAnnConfig)
     item_to_item: ItemToItemConfig = Field(default_factory=ItemToItemConfig)
+    item_knn: ItemKnnConfig = Field(default_factory=ItemKnnConfig)
     fresh: FreshConfig = Field(default_factory=FreshConfig)
     popular: PopularConfig = Field(default_factory=PopularConfig)
     exploration: ExplorationConfig = Field(default_factory=ExplorationConfig)

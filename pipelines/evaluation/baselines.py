@@ -26,6 +26,7 @@ from pipelines.evaluation.metrics import (
     relevant_sets,
     users_per_item,
 )
+from pipelines.neighbours import item_similarity
 
 BATCH_USERS = 256
 EASE_MAX_ITEMS = 20_000
@@ -250,36 +251,6 @@ class ItemKNN(ScoringBaseline):
     def _scores(self, users: np.ndarray) -> np.ndarray:
         assert self._train is not None
         return np.asarray((self._train[users] @ self.similarity).toarray(), dtype=np.float32)
-
-
-def item_similarity(train: sp.csr_matrix, k: int, shrink: float) -> sp.csr_matrix:
-    """items x items; column j holds the top-k neighbours i of item j (never j itself)."""
-    n_items = train.shape[1]
-    by_item = sp.csr_matrix(train.T, dtype=np.float32)
-    by_user = train.tocsc()
-    norms = np.sqrt(np.asarray(by_user.multiply(by_user).sum(axis=0), dtype=np.float32).ravel())
-    keep = min(k, n_items - 1)
-    rows, cols, vals = [], [], []
-    for start in range(0, n_items, BLOCK_ITEMS):
-        block = np.arange(start, min(start + BLOCK_ITEMS, n_items))
-        sims = (by_item @ by_user[:, block]).toarray()  # (items, block)
-        sims /= norms[:, None] * norms[None, block] + shrink + 1e-12
-        sims[block, np.arange(len(block))] = 0.0
-        if keep < 1:
-            continue
-        top = np.argpartition(-sims, keep - 1, axis=0)[:keep]  # (keep, block)
-        top_sims = np.take_along_axis(sims, top, axis=0)
-        positive = top_sims > 0
-        rows.append(top[positive])
-        cols.append(np.broadcast_to(block, top.shape)[positive])
-        vals.append(top_sims[positive])
-    if not rows:
-        return sp.csr_matrix((n_items, n_items), dtype=np.float32)
-    return sp.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(n_items, n_items),
-        dtype=np.float32,
-    )
 
 
 class ALS(ScoringBaseline):

@@ -35,6 +35,7 @@ from app.candidates.sources import (
 )
 from app.candidates.sources.exploration import ExplorationConfig
 from app.candidates.sources.fresh import FreshConfig
+from app.candidates.sources.item_knn import ItemKnn, ItemKnnConfig
 from app.candidates.sources.item_to_item import ItemToItemConfig
 from app.domain import ItemFilter, RecommendationRequest, SourceHit, StageStatus, UserState
 from app.items import DAY, ItemCatalog
@@ -152,6 +153,14 @@ async def open_indexes(path) -> tuple[VectorIndex, VectorIndex]:
     return VectorIndex(table, "cf_vector", EXACT), VectorIndex(table, "content_vector", EXACT)
 
 
+def neighbour_lists(items: ItemCatalog, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k neighbours per item by CF similarity, as the build stores them."""
+    sims = items.cf @ items.cf.T
+    np.fill_diagonal(sims, -np.inf)
+    order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    return order.astype(np.int32), np.take_along_axis(sims, order, axis=1).astype(np.float32)
+
+
 def build_sources(
     items: ItemCatalog, cf: VectorIndex, content: VectorIndex, limit: int
 ) -> dict[str, CandidateSource]:
@@ -162,6 +171,7 @@ def build_sources(
         "item_to_item": ItemToItem(
             ItemToItemConfig(limit=limit, anchors=3, per_anchor=15), items, cf, content
         ),
+        "item_knn": ItemKnn(ItemKnnConfig(limit=limit), *neighbour_lists(items)),
         "fresh": Fresh(FreshConfig(limit=limit, window_days=60), items),
         "popular": Popular(SourceConfig(limit=limit), items),
         "exploration": Exploration(ExplorationConfig(limit=limit, sample=150), items),
@@ -661,3 +671,27 @@ async def test_stage_runs_every_source_and_merges(world):
     assert all(r.status is StageStatus.OK for r in out.sources), out.sources
     seen_sources = {h.source for hits in out.candidates.hits for h in hits}
     assert seen_sources == set(SOURCES)
+
+
+# --- item_knn -------------------------------------------------------------------------------------
+
+
+async def test_item_knn_sums_neighbours_of_recent_items_newest_first():
+    neighbours = np.array([[1, 2, -1], [0, 3, -1], [3, -1, -1], [2, 1, -1]], dtype=np.int32)
+    scores = np.array([[0.9, 0.5, 0], [0.9, 0.4, 0], [0.8, 0, 0], [0.8, 0.4, 0]], np.float32)
+    items = synthetic_catalog()
+    source = ItemKnn(ItemKnnConfig(limit=10, decay=0.5), neighbours, scores)
+    gate = ItemGate.for_request(request(), user(consumed={0}), items, True)
+    result = await source(SourceInput(request(), user(recent=[0, 2]), gate))
+    # item 1: 0.9 (from 0); item 2: 0.5 (from 0, weight 1); item 3: 0.8 * 0.5 (from 2)
+    assert result.items.tolist() == [1, 2, 3]
+    np.testing.assert_allclose(result.scores, [0.9, 0.5, 0.4], rtol=1e-6)
+
+
+async def test_item_knn_skips_without_neighbours_or_history():
+    items = synthetic_catalog()
+    gate = ItemGate.for_request(request(), user(), items, True)
+    missing = await ItemKnn(ItemKnnConfig(), None, None)(SourceInput(request(), user(), gate))
+    assert missing.skipped and not len(missing)
+    source = ItemKnn(ItemKnnConfig(), *neighbour_lists(items))
+    assert (await source(SourceInput(request(), user(recent=[]), gate))).skipped
