@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 from strawberry.extensions import MaxTokensLimiter, QueryDepthLimiter
 
+from schema.errors import ShortlistSchema
 from schema.queries import Query
 
 MAX_DEPTH = 10
@@ -12,7 +13,7 @@ MAX_TOKENS = 2000
 
 
 def create_schema() -> strawberry.Schema:
-    return strawberry.Schema(
+    return ShortlistSchema(
         query=Query,
         extensions=[
             lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import unicodedata
 
 import strawberry
@@ -24,13 +25,22 @@ from schema.types import (
     User,
 )
 
+log = logging.getLogger("shortlist.schema")
+
 MAX_ID_LENGTH = 256
+MAX_LABEL_LENGTH = 64
 MAX_FILTER_IDS = 1000
 MAX_GENRES = 50
 
 
-def _error(exc: ShortlistError) -> GraphQLError:
-    return GraphQLError(str(exc), extensions={"code": exc.code})
+def _error(exc: Exception) -> GraphQLError:
+    """An expected failure keeps its message and code; anything else is logged and masked."""
+    if isinstance(exc, ShortlistError):
+        return GraphQLError(str(exc), extensions={"code": exc.code})
+    log.exception("unexpected error in a resolver")
+    return GraphQLError(
+        "internal error: the request could not be answered", extensions={"code": "INTERNAL"}
+    )
 
 
 def _clean_id(value: str, what: str) -> str:
@@ -40,6 +50,14 @@ def _clean_id(value: str, what: str) -> str:
     if any(unicodedata.category(c) in ("Cc", "Cf") for c in text):
         raise BadRequest(f"{what} contains control or formatting characters")
     return text
+
+
+def _label(value: str | None, what: str) -> str | None:
+    if value is None:
+        return None
+    if len(value) > MAX_LABEL_LENGTH:
+        raise BadRequest(f"{what} must be at most {MAX_LABEL_LENGTH} characters")
+    return _clean_id(value, what) if value else None
 
 
 def _moment(context: RecommendationContext | None) -> dt.datetime:
@@ -95,13 +113,13 @@ class Query:
                 user_id=_clean_id(user_id, "userId"),
                 count=count,
                 at=_moment(context),
-                device=context.device if context else None,
-                session_id=context.session_id if context else None,
+                device=_label(context.device, "context.device") if context else None,
+                session_id=_label(context.session_id, "context.sessionId") if context else None,
                 filter=_filter(filter),
                 explain=_wants_explain(info),
             )
             result = await engine.recommend(request)
-        except ShortlistError as exc:
+        except Exception as exc:
             raise _error(exc) from None
         runtime = engine.current.runtime
         anchors = {
@@ -135,7 +153,7 @@ class Query:
     ) -> list[ScoredItem]:
         try:
             found = await info.context.engine.similar_items(_clean_id(item_id, "itemId"), count)
-        except ShortlistError as exc:
+        except Exception as exc:
             raise _error(exc) from None
         return [ScoredItem.from_domain(s) for s in found]
 
@@ -143,7 +161,7 @@ class Query:
     def item(self, info: strawberry.Info[Context, None], id: strawberry.ID) -> Item | None:
         try:
             view = info.context.engine.item(_clean_id(id, "id"))
-        except ShortlistError as exc:
+        except Exception as exc:
             raise _error(exc) from None
         return Item.from_domain(view) if view else None
 
@@ -151,6 +169,6 @@ class Query:
     async def user(self, info: strawberry.Info[Context, None], id: strawberry.ID) -> User | None:
         try:
             view = await info.context.engine.user(_clean_id(id, "id"))
-        except ShortlistError as exc:
+        except Exception as exc:
             raise _error(exc) from None
         return User.from_domain(view) if view else None

@@ -78,7 +78,9 @@ class ItemGate:
             released_after = float((flt.released_after - EPOCH).days)
             # Undated items count as released when first seen, as in ItemCatalog.released_day.
             after = flt.released_after.isoformat()
-            next_day = (flt.released_after + timedelta(days=1)).isoformat()
+            next_day = (
+                min(flt.released_after, date.max - timedelta(days=1)) + timedelta(days=1)
+            ).isoformat()
             clauses.append(
                 f"(released > date '{after}' OR (released IS NULL AND "
                 f"first_seen >= timestamp '{next_day} 00:00:00'))"
