@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from app.embedding import TextEncoder, item_text
 from app.errors import InputError
@@ -29,7 +28,7 @@ from app.store import (
     Manifest,
     write_manifest,
 )
-from pipelines.cf import train_cf
+from pipelines.cf import endorsement_matrix, train_cf
 from pipelines.index import choose_index
 from pipelines.ingest import load_source
 from pipelines.ingest.raw import RawCatalog
@@ -244,19 +243,13 @@ def _build_version(
 
     with reporter.step(f"{label}neighbours") as step:
         if n_items <= MAX_NEIGHBOUR_ITEMS:
-            positive = weights > 0
-            audience = sp.csr_matrix(
-                (
-                    weights[positive],
-                    (
-                        events["user_index"].to_numpy()[positive],
-                        events["item_index"].to_numpy()[positive],
-                    ),
-                ),
-                shape=(n_users, n_items),
-                dtype=np.float32,
+            audience = endorsement_matrix(
+                events["user_index"].to_numpy(),
+                events["item_index"].to_numpy(),
+                weights,
+                n_users,
+                n_items,
             )
-            audience.sum_duplicates()
             neighbours, neighbour_scores = item_neighbours(
                 audience, settings.neighbours_k, settings.neighbours_shrink
             )

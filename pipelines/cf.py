@@ -32,23 +32,40 @@ class CFModel:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-def interaction_matrix(
+def endorsement_matrix(
     user_index: np.ndarray, item_index: np.ndarray, weights: np.ndarray, n_users: int, n_items: int
 ) -> sp.csr_matrix:
-    """users x items, log1p of the summed endorsement weights; zero-weight events dropped."""
-    keep = weights > 0
+    """users x items, summed endorsement weights; zero-weight and unindexed (-1) events dropped."""
+    keep = (weights > 0) & (user_index >= 0) & (item_index >= 0)
     matrix = sp.csr_matrix(
         (weights[keep].astype(np.float32), (user_index[keep], item_index[keep])),
         shape=(n_users, n_items),
         dtype=np.float32,
     )
     matrix.sum_duplicates()
-    matrix.data = np.log1p(matrix.data)
-    matrix.eliminate_zeros()
     return matrix
 
 
-def _fit(algorithm: str, matrix: sp.csr_matrix, cfg: dict[str, Any], step: Step | None) -> Any:
+def damped(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """log1p of summed weights, so repeats and bursts cannot dominate the factorisation."""
+    out = matrix.copy()
+    out.data = np.log1p(out.data)
+    out.eliminate_zeros()
+    return out
+
+
+def interaction_matrix(
+    user_index: np.ndarray, item_index: np.ndarray, weights: np.ndarray, n_users: int, n_items: int
+) -> sp.csr_matrix:
+    """users x items, log1p of the summed endorsement weights; zero-weight events dropped."""
+    return damped(endorsement_matrix(user_index, item_index, weights, n_users, n_items))
+
+
+def fit(
+    algorithm: str, matrix: sp.csr_matrix, cfg: dict[str, Any], step: Step | None = None
+) -> Any:
+    """An implicit ALS or BPR model fitted on `matrix` (already damped), BLAS held to 1 thread."""
+
     def tick(*_: object) -> None:
         if step is not None:
             step.advance(1)
@@ -176,7 +193,7 @@ def train_cf(
                 n_items,
             )
             for name in candidates:
-                model = _fit(name, train, cfg, step)
+                model = fit(name, train, cfg, step)
                 measurements[f"{name}_hit_rate@{EVAL_K}"] = hit_rate(
                     np.asarray(model.user_factors),
                     np.asarray(model.item_factors),
@@ -187,7 +204,7 @@ def train_cf(
             chosen = max(candidates, key=lambda a: measurements[f"{a}_hit_rate@{EVAL_K}"])
         measurements["eval_users"] = float(len(eval_users))
     matrix = interaction_matrix(user_index, item_index, weights, n_users, n_items)
-    model = _fit(chosen, matrix, cfg, step)
+    model = fit(chosen, matrix, cfg, step)
     user_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)
     item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
     seen_items = np.diff(matrix.tocsc().indptr) > 0

@@ -16,9 +16,8 @@ from typing import Protocol
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
-from implicit.cpu.als import AlternatingLeastSquares
-from threadpoolctl import threadpool_limits
 
+from pipelines import cf
 from pipelines.evaluation.metrics import (
     NO_ITEM,
     mean_at_k,
@@ -280,19 +279,16 @@ class ALS(ScoringBaseline):
         self.threads = threads
 
     def _fit(self, train: sp.csr_matrix) -> None:
-        damped = train.copy()
-        damped.data = np.log1p(damped.data)
-        # implicit checks the BLAS thread count when the model is built: limit before that.
-        with threadpool_limits(1, "blas"):
-            model = AlternatingLeastSquares(
-                factors=self.factors,
-                regularization=self.regularization,
-                alpha=self.alpha,
-                iterations=self.iterations,
-                num_threads=self.threads,
-                random_state=self.seed,
-            )
-            model.fit(damped, show_progress=False)
+        # The same factorisation the build trains (pipelines.cf), on the same damped weights.
+        cfg = {
+            "factors": self.factors,
+            "iterations": self.iterations,
+            "regularization": self.regularization,
+            "alpha": self.alpha,
+            "threads": self.threads,
+            "seed": self.seed,
+        }
+        model = cf.fit("als", cf.damped(train), cfg)
         self.user_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self.item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
 

@@ -27,6 +27,7 @@ from app.pipeline import Pipeline, PipelineConfig
 from app.runtime import Runtime
 from app.settings import Settings
 from pipelines.build import build_catalog, rating_max
+from pipelines.cf import endorsement_matrix
 from pipelines.evaluation import baselines as bl
 from pipelines.evaluation import metrics as m
 from pipelines.evaluation.report import chart, markdown
@@ -119,14 +120,7 @@ def _matrix(
     items = runtime.items.index.get_indexer(pd.Index(events["item_id"]))
     rows = users.get_indexer(pd.Index(events["user_id"]))
     weights = event_weights(events["event"].to_numpy(), events["value"].to_numpy(), top_rating)
-    ok = (items >= 0) & (rows >= 0) & (weights > 0)
-    matrix = sp.csr_matrix(
-        (weights[ok], (rows[ok], items[ok])),
-        shape=(len(users), len(runtime.items)),
-        dtype=np.float32,
-    )
-    matrix.sum_duplicates()
-    return matrix
+    return endorsement_matrix(rows, items, weights, len(users), len(runtime.items))
 
 
 def _ask_baselines(
