@@ -52,6 +52,9 @@ class UserState:
     n_events: int = 0
     active_days: int = 0
     genre_shares: dict[str, float] = field(default_factory=dict)
+    # endorsed items, newest first, with their summed endorsement weights (item-item scoring)
+    history: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    history_weights: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,20 @@ from datetime import datetime
 import numpy as np
 
 from app.domain import Candidates, UserState
+from app.item_relations import ItemRelations
 from app.items import DAY, ItemCatalog
 
-SOURCES = ("cf_ann", "content_ann", "item_to_item", "item_knn", "fresh", "popular", "exploration")
+SOURCES = (
+    "cf_ann",
+    "content_ann",
+    "item_to_item",
+    "item_knn",
+    "ease",
+    "fresh",
+    "popular",
+    "exploration",
+)
+RELATIONS = ("item_knn", "ease")  # app.item_relations tables scored for every candidate
 DEVICES = ("tv", "mobile", "web", "tablet", "desktop")
 RECENT_FOR_SIMILARITY = 5
 
@@ -25,6 +36,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "content_sim",
     "recent_content_max",
     "recent_cf_max",
+    *(f"{r}_affinity" for r in RELATIONS),
     "popularity_log",
     "popularity_pct",
     "n_users_log",
@@ -58,6 +70,7 @@ def assemble(
     user: UserState,
     candidates: Candidates,
     items: ItemCatalog,
+    relations: dict[str, ItemRelations] | None = None,
 ) -> np.ndarray:
     idx = candidates.items
     n = len(idx)
@@ -87,6 +100,11 @@ def assemble(
     if recent:
         x[:, _INDEX["recent_content_max"]] = (content @ items.content[recent].T).max(axis=1)
         x[:, _INDEX["recent_cf_max"]] = (items.cf[idx] @ items.cf[recent].T).max(axis=1)
+
+    for name, table in (relations or {}).items():
+        if name in RELATIONS and len(user.history):
+            affinity = table.affinity(user.history, user.history_weights)
+            x[:, _INDEX[f"{name}_affinity"]] = affinity.lookup(idx)
 
     x[:, _INDEX["popularity_log"]] = np.log1p(items.popularity[idx])
     x[:, _INDEX["popularity_pct"]] = items.popularity_pct[idx]

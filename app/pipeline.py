@@ -24,6 +24,7 @@ from app.candidates.base import ItemGate, SourceInput
 from app.candidates.sources import (
     CfAnn,
     ContentAnn,
+    Ease,
     Exploration,
     Fresh,
     ItemKnn,
@@ -84,7 +85,8 @@ class Pipeline:
             CfAnn(c.cf_ann, runtime.cf_index),
             ContentAnn(c.content_ann, runtime.content_index),
             ItemToItem(c.item_to_item, items, runtime.cf_index, runtime.content_index),
-            ItemKnn(c.item_knn, runtime.neighbours, runtime.neighbour_scores),
+            ItemKnn(c.item_knn, runtime.relations.get("item_knn")),
+            Ease(c.ease, runtime.relations.get("ease")),
             Fresh(c.fresh, items),
             Popular(c.popular, items),
             Exploration(c.exploration, items),
@@ -93,8 +95,8 @@ class Pipeline:
         return cls(
             config,
             runtime,
-            CandidateStage(c, sources, items, faults),  # type: ignore[arg-type]
-            Ranker(config.ranking, items, runtime.ranker_model),
+            CandidateStage(c, sources, items, faults, runtime.fusion),  # type: ignore[arg-type]
+            Ranker(config.ranking, items, runtime.ranker_model, runtime.relations),
             Reranker(config.reranking, items),
             faults,
         )

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from app.domain import Candidates, Ranked, RecommendationRequest, UserState
 from app.errors import CatalogError
 from app.features import FEATURE_NAMES, assemble
+from app.item_relations import ItemRelations
 from app.items import ItemCatalog
 
 MODEL_FILE = "ranker.cbm"
@@ -29,10 +30,17 @@ class RankingConfig(BaseModel):
 
 
 class Ranker:
-    def __init__(self, config: RankingConfig, items: ItemCatalog, model: Any | None) -> None:
+    def __init__(
+        self,
+        config: RankingConfig,
+        items: ItemCatalog,
+        model: Any | None,
+        relations: dict[str, ItemRelations] | None = None,
+    ) -> None:
         self.config = config
         self.items = items
         self.model = model
+        self.relations = relations or {}
 
     @staticmethod
     def load_model(version_path: Path) -> Any | None:
@@ -57,7 +65,9 @@ class Ranker:
     async def __call__(
         self, request: RecommendationRequest, user: UserState, candidates: Candidates
     ) -> Ranked:
-        features = assemble(request.at, request.device, user, candidates, self.items)
+        features = assemble(
+            request.at, request.device, user, candidates, self.items, self.relations
+        )
         if self.model is None or not len(candidates):
             return self.fallback(candidates, features)
         scores = await asyncio.to_thread(self.predict, features)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -10,18 +10,13 @@ import lancedb
 import numpy as np
 
 from app.candidates.ann import VectorIndex
+from app.candidates.fusion import Fusion, ReciprocalRank
+from app.candidates.fusion import from_manifest as fusion_from_manifest
 from app.errors import CatalogError
+from app.item_relations import DenseRelations, ItemRelations, NeighbourRelations
 from app.items import ItemCatalog
 from app.ranking import Ranker
-from app.store import (
-    ITEMS,
-    NEIGHBOUR_SCORES,
-    NEIGHBOURS,
-    USERS,
-    CatalogRoot,
-    CatalogVersion,
-    Manifest,
-)
+from app.store import ITEMS, RELATIONS, USERS, CatalogRoot, CatalogVersion, Manifest
 from app.users import UserProfiles
 
 
@@ -35,8 +30,8 @@ class Runtime:
     cf_index: VectorIndex
     content_index: VectorIndex
     ranker_model: Any | None
-    neighbours: np.ndarray | None = None  # (n_items, k) item_index, -1 padded
-    neighbour_scores: np.ndarray | None = None
+    relations: dict[str, ItemRelations] = field(default_factory=dict)  # by name (RELATIONS)
+    fusion: Fusion = field(default_factory=ReciprocalRank)
 
     @classmethod
     async def open(cls, root: Path, version: str | None = None) -> Runtime:
@@ -70,12 +65,40 @@ class Runtime:
                 indexes["content_vector"].k,
             ),
             ranker_model=Ranker.load_model(catalog.path),
-            neighbours=_array(catalog.path / NEIGHBOURS, len(items)),
-            neighbour_scores=_array(catalog.path / NEIGHBOUR_SCORES, len(items)),
+            relations=_relations(catalog.path, len(items)),
+            fusion=_fusion(catalog),
         )
 
 
-def _array(path: Path, rows: int) -> np.ndarray | None:
+def _fusion(catalog: CatalogVersion) -> Fusion:
+    try:
+        return fusion_from_manifest(catalog.manifest.fusion)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CatalogError(f"manifest of {catalog.path} has an unreadable fusion: {exc}") from exc
+
+
+def _relations(path: Path, rows: int) -> dict[str, ItemRelations]:
+    """The version's item-item relation tables; a build that made none of a kind has none."""
+    found: dict[str, ItemRelations] = {}
+    knn_file, knn_weights_file = RELATIONS["item_knn"]
+    ease_file, ease_weights_file = RELATIONS["ease"]
+    try:
+        neighbours = _array(path / knn_file, rows)
+        weights = _array(path / knn_weights_file, rows)
+        if neighbours is not None and weights is not None:
+            found["item_knn"] = NeighbourRelations(neighbours, weights)
+        covered = _array(path / ease_file)
+        weights = _array(path / ease_weights_file)
+        if covered is not None and weights is not None:
+            if len(covered) and (covered.min() < 0 or covered.max() >= rows):
+                raise ValueError(f"covered items outside the {rows} items")
+            found["ease"] = DenseRelations(covered.astype(np.int64), weights)
+    except ValueError as exc:
+        raise CatalogError(f"{path}: item relations are inconsistent: {exc}") from exc
+    return found
+
+
+def _array(path: Path, rows: int | None = None) -> np.ndarray | None:
     """A model array of the version (numpy, never pickled), or None when the build made none."""
     if not path.exists():
         return None
@@ -83,6 +106,6 @@ def _array(path: Path, rows: int) -> np.ndarray | None:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise CatalogError(f"{path} is unreadable: {exc}") from exc
-    if array.shape[0] != rows:
+    if rows is not None and array.shape[0] != rows:
         raise CatalogError(f"{path} has {array.shape[0]} rows for {rows} items; rebuild")
     return array

@@ -55,6 +55,14 @@ class Settings(BaseSettings):
         10.0, ge=0, description="Shrinkage of the item-item cosine similarity (small audiences)."
     )
 
+    ease_max_items: int = Field(
+        8_000,
+        ge=0,
+        le=20_000,
+        description="Items (widest audiences first) EASE models: training time grows with the "
+        "cube, serving memory with the square (8,000 items: 256 MB). 0 turns the ease source off.",
+    )
+
     # --- statistics ----------------------------------------------------------------------------
     popularity_half_life_days: float = Field(
         30.0, gt=0, description="Half-life of an event's weight in the time-decayed popularity."
@@ -63,6 +71,12 @@ class Settings(BaseSettings):
         365.0, gt=0, description="Half-life of an item's weight in a user's content profile."
     )
     recent_items: int = Field(50, ge=1, description="Most recent items kept per user.")
+    history_items: int = Field(
+        500,
+        ge=1,
+        description="Most recent endorsed items (with weights) kept per user for the item-item "
+        "sources and features.",
+    )
 
     # --- ANN indexes ---------------------------------------------------------------------------
     ann_recall_target: float = Field(

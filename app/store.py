@@ -28,7 +28,12 @@ from app.errors import CatalogError
 
 ITEMS, USERS, EVENTS = "items", "users", "events"
 MANIFEST = "manifest.json"
-NEIGHBOURS, NEIGHBOUR_SCORES = "item_neighbours.npy", "item_neighbour_scores.npy"
+# Item-item relation tables (app.item_relations), two .npy files each:
+# item_knn: neighbours (n_items, k) and their weights; ease: covered items (m,) and weights (m, m).
+RELATIONS = {
+    "item_knn": ("item_neighbours.npy", "item_neighbour_scores.npy"),
+    "ease": ("ease_items.npy", "ease_weights.npy"),
+}
 CURRENT = "CURRENT"
 CONTENT_DIM = 384
 
@@ -73,6 +78,8 @@ def users_schema(content_dim: int, cf_dim: int) -> pa.Schema:
             pa.field("recent_items", pa.list_(pa.string())),
             pa.field("dismissed_items", pa.list_(pa.string())),
             pa.field("consumed", pa.list_(pa.int32())),
+            pa.field("history_items", pa.list_(pa.int32())),
+            pa.field("history_weights", pa.list_(pa.float32())),
             pa.field("cf_vector", pa.list_(pa.float32(), cf_dim)),
             pa.field("content_vector", pa.list_(pa.float32(), content_dim)),
         ]
@@ -122,6 +129,12 @@ class Manifest(BaseModel):
     cf_dim: int
     reference_time: int = Field(description="Unix seconds of the newest training event.")
     indexes: dict[str, IndexChoice] = Field(default_factory=dict)
+    relations: dict[str, Any] = Field(
+        default_factory=dict, description="Item-item relation tables built, and how."
+    )
+    fusion: dict[str, Any] | None = Field(
+        None, description="Stage-1 fusion measured on the ranker snapshot (None: reciprocal rank)."
+    )
     ranker: dict[str, Any] | None = Field(None, description="How the stage-2 model was trained.")
     steps: list[dict[str, Any]] = Field(default_factory=list)
     settings: dict[str, Any] = Field(default_factory=dict)

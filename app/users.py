@@ -20,6 +20,8 @@ COLUMNS = [
     "recent_items",
     "dismissed_items",
     "consumed",
+    "history_items",
+    "history_weights",
     "cf_vector",
     "content_vector",
 ]
@@ -34,6 +36,8 @@ class UserProfiles:
     recent: list[np.ndarray]  # item_index, newest first
     dismissed: list[np.ndarray]
     consumed: list[np.ndarray]
+    history: list[np.ndarray]  # endorsed item_index, newest first
+    history_weights: list[np.ndarray]
     cf: np.ndarray
     content: np.ndarray
 
@@ -53,6 +57,8 @@ class UserProfiles:
             recent=[items.indices_of(r) for r in arrow["recent_items"].to_pylist()],
             dismissed=[items.indices_of(d) for d in arrow["dismissed_items"].to_pylist()],
             consumed=[np.asarray(c, dtype=np.int64) for c in arrow["consumed"].to_pylist()],
+            history=_lists(arrow["history_items"], np.int64),
+            history_weights=_lists(arrow["history_weights"], np.float32),
             cf=_matrix(arrow["cf_vector"]),
             content=_matrix(arrow["content_vector"]),
         )
@@ -75,4 +81,14 @@ class UserProfiles:
             n_events=int(self.n_events[row]),
             active_days=int(self.active_days[row]),
             genre_shares=self.genres[row],
+            history=self.history[row],
+            history_weights=self.history_weights[row],
         )
+
+
+def _lists(column: Any, dtype: type) -> list[np.ndarray]:
+    """A list<number> column as one numpy array per row (views into one flat array)."""
+    array = column.combine_chunks()
+    flat = array.values.to_numpy(zero_copy_only=False).astype(dtype)
+    offsets = array.offsets.to_numpy()
+    return [flat[offsets[i] : offsets[i + 1]] for i in range(len(array))]

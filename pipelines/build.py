@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,13 +22,13 @@ from app.errors import InputError
 from app.events import event_weights
 from app.settings import Settings
 from app.store import (
-    NEIGHBOUR_SCORES,
-    NEIGHBOURS,
+    RELATIONS,
     CatalogRoot,
     CatalogVersion,
     Manifest,
     write_manifest,
 )
+from pipelines import ease
 from pipelines.cf import endorsement_matrix, train_cf
 from pipelines.index import choose_index
 from pipelines.ingest import load_source
@@ -113,11 +114,20 @@ def build_catalog(
     version, path = root.new_version()
     try:
         vectors, text_model = content_vectors(raw, settings, reporter)
-        ranker = _train_ranker(raw, vectors, text_model, settings, reporter, path)
+        learned = _learn_on_snapshot(raw, vectors, text_model, settings, reporter, path)
         manifest = _build_version(
-            raw, raw.events, vectors, text_model, settings, reporter, version, path
+            raw,
+            raw.events,
+            vectors,
+            text_model,
+            settings,
+            reporter,
+            version,
+            path,
+            ease_lambda=learned.ease_lambda,
         )
-        manifest.ranker = ranker
+        manifest.ranker = learned.ranker
+        manifest.fusion = learned.fusion
         write_manifest(path, manifest)
         with reporter.step("publish") as step:
             root.publish(version)
@@ -132,27 +142,37 @@ def build_catalog(
     return manifest
 
 
-def _train_ranker(
+@dataclass
+class SnapshotLearned:
+    """What the ranker snapshot (earlier events, judged by later ones) teaches the full build."""
+
+    ranker: dict[str, Any] | None = None  # how the stage-2 model was trained
+    ease_lambda: float | None = None  # EASE's lambda, chosen on the later events
+    fusion: dict[str, Any] | None = None  # stage-1 fusion hit rates (manifest entry)
+
+
+def _learn_on_snapshot(
     raw: RawCatalog,
     vectors: np.ndarray,
     text_model: str,
     settings: Settings,
     reporter: Reporter,
     path: Path,
-) -> dict[str, object] | None:
-    """Build a snapshot from earlier events, train the ranker on its candidates, drop it."""
+) -> SnapshotLearned:
+    """Build a snapshot from earlier events; measure the fusion and train the ranker on its
+    candidates against the later events; drop it."""
     if not settings.train_ranker:
-        return None
+        return SnapshotLearned()
     keep = temporal_split(raw.events, settings.ranker_holdout)
     later = raw.events.loc[~keep]
     if later["user_id"].nunique() < 20:
         with reporter.step("ranker") as step:
             step.note = "skipped: fewer than 20 users with later events"
-        return None
+        return SnapshotLearned()
     snapshot = path / "_ranker_snapshot"
     snapshot.mkdir()
     try:
-        _build_version(
+        snapshot_manifest = _build_version(
             raw,
             raw.events.loc[keep],
             vectors,
@@ -162,7 +182,9 @@ def _train_ranker(
             "ranker-snapshot",
             snapshot,
             label="snapshot ",
+            later=later,
         )
+        ease_lambda = snapshot_manifest.relations.get("ease", {}).get("lambda")
         rng = np.random.default_rng(settings.seed)
         with reporter.step("ranker data") as step:
             data = collect_training_data(
@@ -175,8 +197,12 @@ def _train_ranker(
                 step,
             )
             step.rows = len(data.labels)
+        learned = SnapshotLearned(
+            ease_lambda=ease_lambda,
+            fusion=data.fusion.to_manifest() if data.fusion is not None else None,
+        )
         if len(np.unique(data.groups)) < 10:
-            return None
+            return learned
         with reporter.step("ranker") as step:
             info = train_ranker(
                 data,
@@ -192,7 +218,8 @@ def _train_ranker(
                 f"YetiRank {info['iterations']} trees, valid NDCG@10 {info['valid_ndcg@10']:.3f} "
                 f"vs stage-1 order {info['valid_ndcg@10_stage1_order']:.3f}"
             )
-        return info
+        learned.ranker = info
+        return learned
     finally:
         shutil.rmtree(snapshot, ignore_errors=True)
 
@@ -207,7 +234,11 @@ def _build_version(
     version: str,
     path: Path,
     label: str = "",
+    later: pd.DataFrame | None = None,
+    ease_lambda: float | None = None,
 ) -> Manifest:
+    """One catalog version from `events`. EASE's lambda is `ease_lambda` if given, else chosen
+    on `later` events (the ranker snapshot), else on an inner temporal split of `events`."""
     items = raw.items.reset_index(drop=True)
     item_ids = items["item_id"].to_numpy(dtype=object)
     item_index = pd.Index(item_ids)
@@ -241,23 +272,48 @@ def _build_version(
         measured = ", ".join(f"{k}={v:.3f}" for k, v in cf.measurements.items() if "hit" in k)
         step.note = f"{cf.algorithm} chosen" + (f" ({measured})" if measured else "")
 
+    audience = endorsement_matrix(
+        events["user_index"].to_numpy(), events["item_index"].to_numpy(), weights, n_users, n_items
+    )
+    relations: dict[str, dict[str, object]] = {}
     with reporter.step(f"{label}neighbours") as step:
         if n_items <= MAX_NEIGHBOUR_ITEMS:
-            audience = endorsement_matrix(
-                events["user_index"].to_numpy(),
-                events["item_index"].to_numpy(),
-                weights,
-                n_users,
-                n_items,
-            )
             neighbours, neighbour_scores = item_neighbours(
                 audience, settings.neighbours_k, settings.neighbours_shrink
             )
-            np.save(path / NEIGHBOURS, neighbours, allow_pickle=False)
-            np.save(path / NEIGHBOUR_SCORES, neighbour_scores, allow_pickle=False)
+            _save_relations(path, "item_knn", neighbours, neighbour_scores)
             step.rows = int((neighbours >= 0).sum())
+            relations["item_knn"] = {"k": settings.neighbours_k}
         else:
             step.note = f"skipped: more than {MAX_NEIGHBOUR_ITEMS:,} items"
+
+    with reporter.step(f"{label}ease") as step:
+        model = None
+        if settings.ease_max_items > 0:
+            valid = None
+            if ease_lambda is None and later is not None:
+                valid = ease.validation_matrix(later, user_ids, item_index, top_rating, audience)
+            model = ease.fit_on_events(
+                audience,
+                events,
+                weights,
+                lambda_=ease_lambda,
+                valid=valid,
+                max_items=settings.ease_max_items,
+                holdout=settings.ranker_holdout,
+                depth=settings.pipeline.candidates.ease.limit,
+            )
+        if model is None:
+            step.note = "skipped: off, or no item has two users"
+        else:
+            _save_relations(path, "ease", model.items, model.weights)
+            step.rows = len(model.items)
+            step.note = f"{len(model.items):,} items, lambda {model.lambda_:.0f}"
+            relations["ease"] = {
+                "lambda": model.lambda_,
+                "items": len(model.items),
+                "validation_recall": model.validation,
+            }
 
     with reporter.step(f"{label}stats", total=n_users) as step:
         istats = item_stats(
@@ -273,6 +329,7 @@ def _build_version(
             n_users,
             settings.recent_items,
             settings.profile_half_life_days,
+            settings.history_items,
         )
         step.advance(n_users)
 
@@ -326,10 +383,17 @@ def _build_version(
         cf_dim=int(cf.item_factors.shape[1]),
         reference_time=reference_time,
         indexes=indexes,
+        relations=relations,
         settings=settings.model_dump(mode="json"),
     )
     write_manifest(path, manifest)
     return manifest
+
+
+def _save_relations(path: Path, name: str, index: np.ndarray, weights: np.ndarray) -> None:
+    index_file, weights_file = RELATIONS[name]
+    np.save(path / index_file, index, allow_pickle=False)
+    np.save(path / weights_file, weights, allow_pickle=False)
 
 
 def rating_max(events: pd.DataFrame) -> float:

@@ -10,7 +10,7 @@ A CatBoost YetiRank model is fitted with early stopping on held-out users.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from app.candidates.fusion import Calibrated, fit_calibrated
+from app.candidates.sources import SOURCES
 from app.domain import RecommendationRequest
 from app.events import event_weights
 from app.features import FEATURE_NAMES, assemble
@@ -34,6 +36,66 @@ class RankerData:
     labels: np.ndarray
     groups: np.ndarray  # user number per row, rows of a group contiguous
     stage1_rank: np.ndarray  # 1-based fused stage-1 position per row
+    fusion: Calibrated | None = None  # the stage-1 fusion measured on the same snapshot
+
+
+FUSION_USERS = 500  # users whose full candidate union measures the fusion
+OFFLINE_DEADLINE_MS = 10_000.0  # offline, a slow source is waited for, not dropped
+
+
+def offline_config(max_candidates: int | None = None) -> PipelineConfig:
+    """The served pipeline config with deadlines no offline run will meet."""
+    sources = {name: {"deadline_ms": OFFLINE_DEADLINE_MS} for name in SOURCES}
+    candidates: dict[str, object] = {**sources}
+    if max_candidates is not None:
+        candidates["max_candidates"] = max_candidates
+    return PipelineConfig.model_validate(
+        {
+            "budget_ms": 10 * OFFLINE_DEADLINE_MS,
+            "candidates_ms": OFFLINE_DEADLINE_MS,
+            "ranking_ms": OFFLINE_DEADLINE_MS,
+            "reranking_ms": OFFLINE_DEADLINE_MS,
+            "candidates": candidates,
+        }
+    )
+
+
+@dataclass
+class _Moment:
+    request: RecommendationRequest
+    gain: pd.Series  # endorsement weight of each item the user engaged with later
+
+
+def _moments(later: pd.DataFrame, users: set[str], rating_max: float) -> dict[str, _Moment]:
+    """Each user's first later event (when they are asked) and what they endorsed later."""
+    moments = {}
+    for user_id, events in later.groupby("user_id", sort=False):
+        if user_id not in users:
+            continue
+        first = events.iloc[int(np.argmin(events["timestamp"].to_numpy()))]
+        at = datetime.fromtimestamp(int(first["timestamp"]), tz=UTC)
+        device = first["device"] if isinstance(first["device"], str) else None
+        weights = event_weights(events["event"].to_numpy(), events["value"].to_numpy(), rating_max)
+        moments[str(user_id)] = _Moment(
+            RecommendationRequest(user_id=str(user_id), count=30, at=at, device=device),
+            pd.Series(weights).groupby(events["item_id"].to_numpy()).max(),
+        )
+    return moments
+
+
+async def _measure_fusion(
+    runtime: Runtime, moments: dict[str, _Moment], users: list[str]
+) -> Calibrated:
+    """Hit rates of every source's hits, from the full union of candidates (nothing cut)."""
+    stage = Pipeline.assemble(offline_config(max_candidates=10_000), runtime).candidates
+    found, endorsed = [], []
+    for user_id in users:
+        moment = moments[user_id]
+        union = (await stage(moment.request, runtime.users.state(user_id))).candidates
+        labels = moment.gain.reindex(runtime.items.ids[union.items]).fillna(0.0).to_numpy()
+        found.append(union.hits)
+        endorsed.append(labels > 0)
+    return fit_calibrated(found, endorsed)
 
 
 async def _collect(
@@ -45,27 +107,22 @@ async def _collect(
     rng: np.random.Generator,
     step: Step | None,
 ) -> RankerData:
-    config = PipelineConfig()
-    pipeline = Pipeline.assemble(config, runtime)
-    by_user = {u: g for u, g in later.groupby("user_id", sort=False)}
+    moments = _moments(later, set(users), rating_max)
+    sample = sorted(rng.choice(users, size=min(FUSION_USERS, len(users)), replace=False))
+    fusion = await _measure_fusion(runtime, moments, sample)
+    pipeline = Pipeline.assemble(offline_config(), replace(runtime, fusion=fusion))
     xs, ys, gs, rs = [], [], [], []
     for group, user_id in enumerate(users):
-        events = by_user[user_id]
-        first = events.iloc[int(np.argmin(events["timestamp"].to_numpy()))]
-        at = datetime.fromtimestamp(int(first["timestamp"]), tz=UTC)
-        device = first["device"] if isinstance(first["device"], str) else None
-        request = RecommendationRequest(user_id=user_id, count=30, at=at, device=device)
+        moment = moments[user_id]
         user = pipeline.user_state(user_id)
-        output = await pipeline.candidates(request, user)
+        output = await pipeline.candidates(moment.request, user)
         candidates = output.candidates
         if step is not None:
             step.advance(1)
         if not len(candidates):
             continue
-        weights = event_weights(events["event"].to_numpy(), events["value"].to_numpy(), rating_max)
-        gain = pd.Series(weights).groupby(events["item_id"].to_numpy()).max()
         item_ids = runtime.items.ids[candidates.items]
-        labels = gain.reindex(item_ids).fillna(0.0).to_numpy(dtype=np.float32)
+        labels = moment.gain.reindex(item_ids).fillna(0.0).to_numpy(dtype=np.float32)
         if labels.max() <= 0 or labels.min() == labels.max():
             continue  # nothing to learn from this user
         # Every labelled candidate, and a uniform sample of the rest: pairs stay informative
@@ -77,15 +134,18 @@ async def _collect(
                 rng.choice(zero, min(negatives, len(zero)), replace=False),
             ]
         )
-        features = assemble(at, device, user, candidates, runtime.items)
+        at, device = moment.request.at, moment.request.device
+        features = assemble(at, device, user, candidates, runtime.items, runtime.relations)
         xs.append(features[keep])
         ys.append(labels[keep])
         gs.append(np.full(len(keep), group, dtype=np.int64))
         rs.append((keep + 1).astype(np.float32))
     if not xs:
         empty = np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)
-        return RankerData(empty, np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0))
-    return RankerData(np.vstack(xs), np.concatenate(ys), np.concatenate(gs), np.concatenate(rs))
+        return RankerData(empty, np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0), fusion)
+    return RankerData(
+        np.vstack(xs), np.concatenate(ys), np.concatenate(gs), np.concatenate(rs), fusion
+    )
 
 
 def collect_training_data(

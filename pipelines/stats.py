@@ -78,6 +78,8 @@ class UserStats:
     recent_items: list[list[str]]
     dismissed_items: list[list[str]]
     consumed: list[np.ndarray]  # item_index of every item the user interacted with, bar dismissals
+    history_items: list[np.ndarray]  # endorsed item_index, newest first, at most `history`
+    history_weights: list[np.ndarray]  # each one's summed endorsement weight
     content_profile: np.ndarray  # (n_users, dim), L2-normalised, zero rows when nothing endorsed
 
 
@@ -90,6 +92,7 @@ def user_stats(
     n_users: int,
     recent: int,
     profile_half_life_days: float,
+    history: int = 500,
 ) -> UserStats:
     user = events["user_index"].to_numpy()
     item = events["item_index"].to_numpy()
@@ -127,8 +130,11 @@ def user_stats(
     dismissed_items: list[list[str]] = []
     consumed: list[np.ndarray] = []
     is_dismiss = (events["event"] == "dismiss").to_numpy()
+    history_items: list[np.ndarray] = []
+    history_weights: list[np.ndarray] = []
     sorted_items = item[order]
     sorted_dismiss = is_dismiss[order]
+    sorted_weights = weights[order]
     for u in range(n_users):
         rows = sorted_items[starts[u] : ends[u]]
         _, first_idx = np.unique(rows, return_index=True)
@@ -136,6 +142,9 @@ def user_stats(
         dismissed = rows[sorted_dismiss[starts[u] : ends[u]]]
         dismissed_items.append(item_ids[np.unique(dismissed)].tolist())
         consumed.append(np.unique(rows[~sorted_dismiss[starts[u] : ends[u]]]).astype(np.int32))
+        endorsed, summed = _endorsed(rows, sorted_weights[starts[u] : ends[u]], history)
+        history_items.append(endorsed)
+        history_weights.append(summed)
     return UserStats(
         n_events=n_events,
         n_positive=n_positive,
@@ -147,8 +156,19 @@ def user_stats(
         recent_items=recent_items,
         dismissed_items=dismissed_items,
         consumed=consumed,
+        history_items=history_items,
+        history_weights=history_weights,
         content_profile=profile,
     )
+
+
+def _endorsed(items: np.ndarray, weights: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """Items with a positive summed weight, ordered by their newest event (items newest first)."""
+    unique, first, inverse = np.unique(items, return_index=True, return_inverse=True)
+    summed = np.bincount(inverse, weights=weights, minlength=len(unique))
+    order = np.argsort(first, kind="stable")
+    order = order[summed[order] > 0][:limit]
+    return unique[order].astype(np.int32), summed[order].astype(np.float32)
 
 
 def _genre_distribution(

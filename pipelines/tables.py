@@ -105,6 +105,8 @@ def write_users(
                     pa.array(stats.recent_items[s], pa.list_(pa.string())),
                     pa.array(stats.dismissed_items[s], pa.list_(pa.string())),
                     pa.array(stats.consumed[s], pa.list_(pa.int32())),
+                    pa.array(stats.history_items[s], pa.list_(pa.int32())),
+                    pa.array(stats.history_weights[s], pa.list_(pa.float32())),
                     _vectors(cf[s]),
                     _vectors(stats.content_profile[s]),
                 ],

@@ -1,7 +1,8 @@
 """Stage 1, candidate generation: every source concurrently under its own deadline, merged.
 
 Each candidate keeps every source hit that found it (source, rank, score, anchor); candidates
-are ordered by reciprocal-rank fusion over their hits and cut to `max_candidates`.
+are ordered by the catalog version's fusion (`app.candidates.fusion`: hit rates measured by the
+build, or reciprocal rank) and cut to `max_candidates`.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from app.candidates.base import CandidateSource, ItemGate, SourceInput, SourceResult
+from app.candidates.fusion import Fusion, ReciprocalRank
 from app.candidates.sources.cf_ann import CfAnnConfig
 from app.candidates.sources.content_ann import ContentAnnConfig
+from app.candidates.sources.ease import EaseConfig
 from app.candidates.sources.exploration import ExplorationConfig
 from app.candidates.sources.fresh import FreshConfig
 from app.candidates.sources.item_knn import ItemKnnConfig
@@ -24,8 +27,6 @@ from app.deadlines import Fault, run_within
 from app.domain import Candidates, RecommendationRequest, SourceHit, StageReport, UserState
 from app.items import ItemCatalog
 
-RRF_K = 60.0
-
 
 class CandidatesConfig(BaseModel):
     max_candidates: int = Field(1000, ge=1, le=10_000, description="Candidates passed to ranking.")
@@ -34,6 +35,7 @@ class CandidatesConfig(BaseModel):
     content_ann: ContentAnnConfig = Field(default_factory=ContentAnnConfig)
     item_to_item: ItemToItemConfig = Field(default_factory=ItemToItemConfig)
     item_knn: ItemKnnConfig = Field(default_factory=ItemKnnConfig)
+    ease: EaseConfig = Field(default_factory=EaseConfig)
     fresh: FreshConfig = Field(default_factory=FreshConfig)
     popular: PopularConfig = Field(default_factory=PopularConfig)
     exploration: ExplorationConfig = Field(default_factory=ExplorationConfig)
@@ -52,11 +54,13 @@ class CandidateStage:
         sources: list[CandidateSource],
         items: ItemCatalog,
         faults: dict[str, Fault] | None = None,
+        fusion: Fusion | None = None,
     ) -> None:
         self.config = config
         self.sources = [s for s in sources if s.config.enabled]
         self.items = items
         self.faults = faults or {}
+        self.fusion = fusion or ReciprocalRank()
 
     async def __call__(self, request: RecommendationRequest, user: UserState) -> CandidateOutput:
         gate = ItemGate.for_request(request, user, self.items, self.config.exclude_consumed)
@@ -88,13 +92,14 @@ class CandidateStage:
                     detail=detail,
                 )
             )
-        return CandidateOutput(merge(results, self.config.max_candidates), reports)
+        return CandidateOutput(merge(results, self.config.max_candidates, self.fusion), reports)
 
 
-def merge(results: list[tuple[str, SourceResult]], limit: int) -> Candidates:
-    """Union of the sources' items; each keeps all its hits; ordered by reciprocal-rank fusion."""
+def merge(
+    results: list[tuple[str, SourceResult]], limit: int, fusion: Fusion | None = None
+) -> Candidates:
+    """Union of the sources' items; each keeps all its hits; the best `limit` by the fusion."""
     hits: dict[int, list[SourceHit]] = {}
-    fused: dict[int, float] = {}
     for name, result in results:
         anchors = result.anchors
         for rank, (item, score) in enumerate(
@@ -104,8 +109,14 @@ def merge(results: list[tuple[str, SourceResult]], limit: int) -> Candidates:
                 int(anchors[rank - 1]) if anchors is not None and anchors[rank - 1] >= 0 else None
             )
             hits.setdefault(item, []).append(SourceHit(name, rank, float(score), anchor))
-            fused[item] = fused.get(item, 0.0) + 1.0 / (RRF_K + rank)
     if not hits:
         return Candidates.empty()
-    order = sorted(fused, key=lambda i: -fused[i])[:limit]
-    return Candidates(np.asarray(order, dtype=np.int64), [hits[i] for i in order])
+    union = Candidates(np.fromiter(hits, dtype=np.int64, count=len(hits)), list(hits.values()))
+    return keep_best(union, limit, fusion or ReciprocalRank())
+
+
+def keep_best(candidates: Candidates, limit: int, fusion: Fusion) -> Candidates:
+    """The `limit` candidates the fusion scores highest, best first (ties: first found)."""
+    fused = np.array([fusion.score(h) for h in candidates.hits], dtype=np.float64)
+    order = np.argsort(-fused, kind="stable")[:limit]
+    return Candidates(candidates.items[order], [candidates.hits[i] for i in order])

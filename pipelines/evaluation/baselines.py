@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-import scipy.linalg
 import scipy.sparse as sp
 
 from pipelines import cf
+from pipelines.ease import ease_weights, gram
 from pipelines.evaluation.metrics import (
     NO_ITEM,
     mean_at_k,
@@ -29,9 +29,6 @@ from pipelines.neighbours import item_similarity
 
 BATCH_USERS = 256
 EASE_MAX_ITEMS = 20_000
-# Item-item products (EASE's Gram matrix, ItemKNN's similarities) are built a dense
-# (items x block) float32 slice at a time.
-BLOCK_ITEMS = 1024
 
 
 class Baseline(Protocol):
@@ -153,37 +150,6 @@ class EASE(ScoringBaseline):
 
     def _scores(self, users: np.ndarray) -> np.ndarray:
         return np.asarray(self._x[users] @ self.weights, dtype=np.float32)
-
-
-def gram(x: sp.csr_matrix, max_items: int = EASE_MAX_ITEMS) -> np.ndarray:
-    """Dense X^T X as float32, built a block of item columns at a time so no sparse
-    items x items product is ever held; refuses catalogs above max_items."""
-    n_items = x.shape[1]
-    if n_items > max_items:
-        gib = 2 * 4 * n_items**2 / 2**30
-        raise ValueError(
-            f"EASE needs dense {n_items} x {n_items} matrices (about {gib:.1f} GiB); that is "
-            f"above max_items={max_items}. Evaluate on a subset of items or raise max_items."
-        )
-    by_item = sp.csr_matrix(x.T, dtype=np.float32)
-    by_user = sp.csc_matrix(x, dtype=np.float32)
-    g = np.empty((n_items, n_items), dtype=np.float32)
-    for start in range(0, n_items, BLOCK_ITEMS):
-        stop = min(start + BLOCK_ITEMS, n_items)
-        g[:, start:stop] = (by_item @ by_user[:, start:stop]).toarray()
-    return g
-
-
-def ease_weights(gram_matrix: np.ndarray, lambda_: float, *, overwrite: bool = False) -> np.ndarray:
-    """EASE's B from a Gram matrix; with overwrite, the Gram matrix's memory is reused."""
-    g = gram_matrix if overwrite else gram_matrix.copy()
-    g[np.diag_indices_from(g)] += lambda_
-    # g and its inverse are symmetric: passing g.T (Fortran order) lets LAPACK invert in place,
-    # and transposing back gives the C order that fast sparse @ dense products need.
-    p = scipy.linalg.inv(g.T, overwrite_a=True, check_finite=False).T
-    p /= -np.diag(p)[None, :]
-    np.fill_diagonal(p, 0.0)
-    return np.ascontiguousarray(p, dtype=np.float32)
 
 
 @dataclass

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.candidates import RRF_K, CandidatesConfig, CandidateStage, merge
+from app.candidates import CandidatesConfig, CandidateStage, merge
 from app.candidates.ann import VectorIndex
 from app.candidates.base import (
     EPOCH,
@@ -24,6 +24,7 @@ from app.candidates.base import (
     keep_allowed,
     top_k,
 )
+from app.candidates.fusion import RRF_K
 from app.candidates.sources import (
     SOURCES,
     CfAnn,
@@ -33,11 +34,13 @@ from app.candidates.sources import (
     ItemToItem,
     Popular,
 )
+from app.candidates.sources.ease import Ease, EaseConfig
 from app.candidates.sources.exploration import ExplorationConfig
 from app.candidates.sources.fresh import FreshConfig
 from app.candidates.sources.item_knn import ItemKnn, ItemKnnConfig
 from app.candidates.sources.item_to_item import ItemToItemConfig
 from app.domain import ItemFilter, RecommendationRequest, SourceHit, StageStatus, UserState
+from app.item_relations import DenseRelations, NeighbourRelations
 from app.items import DAY, ItemCatalog
 
 AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -153,6 +156,15 @@ async def open_indexes(path) -> tuple[VectorIndex, VectorIndex]:
     return VectorIndex(table, "cf_vector", EXACT), VectorIndex(table, "content_vector", EXACT)
 
 
+def ease_relations(items: ItemCatalog) -> DenseRelations:
+    """Signed weights over every other item: CF similarity, centred."""
+    covered = np.arange(0, len(items), 2)
+    weights = items.cf[covered] @ items.cf[covered].T
+    weights -= weights.mean()
+    np.fill_diagonal(weights, 0.0)
+    return DenseRelations(covered, weights.astype(np.float32))
+
+
 def neighbour_lists(items: ItemCatalog, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """Top-k neighbours per item by CF similarity, as the build stores them."""
     sims = items.cf @ items.cf.T
@@ -165,13 +177,15 @@ def build_sources(
     items: ItemCatalog, cf: VectorIndex, content: VectorIndex, limit: int
 ) -> dict[str, CandidateSource]:
     """One configured instance of every registered source."""
+    knn = neighbour_lists(items)
     return {
         "cf_ann": CfAnn(SourceConfig(limit=limit), cf),
         "content_ann": ContentAnn(SourceConfig(limit=limit), content),
         "item_to_item": ItemToItem(
             ItemToItemConfig(limit=limit, anchors=3, per_anchor=15), items, cf, content
         ),
-        "item_knn": ItemKnn(ItemKnnConfig(limit=limit), *neighbour_lists(items)),
+        "item_knn": ItemKnn(ItemKnnConfig(limit=limit), NeighbourRelations(*knn)),
+        "ease": Ease(EaseConfig(limit=limit), ease_relations(items)),
         "fresh": Fresh(FreshConfig(limit=limit, window_days=60), items),
         "popular": Popular(SourceConfig(limit=limit), items),
         "exploration": Exploration(ExplorationConfig(limit=limit, sample=150), items),
@@ -190,15 +204,20 @@ def user(
     cf_vector: np.ndarray | None = None,
     content_vector: np.ndarray | None = None,
     user_id: str = "u1",
+    weights: list[float] | None = None,
 ) -> UserState:
+    """A user whose endorsed history is `recent` (weights 1 unless given)."""
+    recent = recent or []
     return UserState(
         user_id=user_id,
         known=True,
         cf_vector=cf_vector,
         content_vector=content_vector,
-        recent_items=recent or [],
+        recent_items=recent,
         consumed=consumed or set(),
         dismissed=set(),
+        history=np.asarray(recent, dtype=np.int64),
+        history_weights=np.asarray(weights or [1.0] * len(recent), dtype=np.float32),
     )
 
 
@@ -676,22 +695,39 @@ async def test_stage_runs_every_source_and_merges(world):
 # --- item_knn -------------------------------------------------------------------------------------
 
 
-async def test_item_knn_sums_neighbours_of_recent_items_newest_first():
+async def test_item_knn_sums_weighted_relations_of_the_history_with_anchors():
     neighbours = np.array([[1, 2, -1], [0, 3, -1], [3, -1, -1], [2, 1, -1]], dtype=np.int32)
     scores = np.array([[0.9, 0.5, 0], [0.9, 0.4, 0], [0.8, 0, 0], [0.8, 0.4, 0]], np.float32)
     items = synthetic_catalog()
-    source = ItemKnn(ItemKnnConfig(limit=10, decay=0.5), neighbours, scores)
+    source = ItemKnn(ItemKnnConfig(limit=10), NeighbourRelations(neighbours, scores))
     gate = ItemGate.for_request(request(), user(consumed={0}), items, True)
-    result = await source(SourceInput(request(), user(recent=[0, 2]), gate))
-    # item 1: 0.9 (from 0); item 2: 0.5 (from 0, weight 1); item 3: 0.8 * 0.5 (from 2)
-    assert result.items.tolist() == [1, 2, 3]
-    np.testing.assert_allclose(result.scores, [0.9, 0.5, 0.4], rtol=1e-6)
+    result = await source(SourceInput(request(), user(recent=[0, 2], weights=[1.0, 2.0]), gate))
+    # item 3: 0.8 * 2 (from 2); item 1: 0.9 (from 0); item 2: 0.5 (from 0); 0 is consumed
+    assert result.items.tolist() == [3, 1, 2]
+    np.testing.assert_allclose(result.scores, [1.6, 0.9, 0.5], rtol=1e-6)
+    assert result.anchors is not None and result.anchors.tolist() == [2, 0, 0]
 
 
-async def test_item_knn_skips_without_neighbours_or_history():
+async def test_item_knn_decay_weighs_older_history_less():
+    neighbours = np.array([[2, -1], [3, -1], [-1, -1], [-1, -1]], dtype=np.int32)
+    scores = np.array([[1.0, 0], [1.0, 0], [0, 0], [0, 0]], np.float32)
+    items = synthetic_catalog()
+    source = ItemKnn(ItemKnnConfig(limit=10, decay=0.5), NeighbourRelations(neighbours, scores))
+    gate = ItemGate.for_request(request(), user(), items, True)
+    result = await source(SourceInput(request(), user(recent=[1, 0]), gate))
+    assert result.items.tolist() == [3, 2]  # 1 is newer than 0
+    np.testing.assert_allclose(result.scores, [1.0, 0.5], rtol=1e-6)
+
+
+async def test_relation_sources_skip_without_relations_or_history():
     items = synthetic_catalog()
     gate = ItemGate.for_request(request(), user(), items, True)
-    missing = await ItemKnn(ItemKnnConfig(), None, None)(SourceInput(request(), user(), gate))
-    assert missing.skipped and not len(missing)
-    source = ItemKnn(ItemKnnConfig(), *neighbour_lists(items))
-    assert (await source(SourceInput(request(), user(recent=[]), gate))).skipped
+    for source in (
+        ItemKnn(ItemKnnConfig(), NeighbourRelations(*neighbour_lists(items))),
+        Ease(EaseConfig(), ease_relations(items)),
+    ):
+        missing = await type(source)(source.config, None)(
+            SourceInput(request(), user(recent=[1]), gate)
+        )
+        assert missing.skipped and not len(missing)
+        assert (await source(SourceInput(request(), user(recent=[]), gate))).skipped

@@ -1,0 +1,180 @@
+"""Item-item relations learned by the build, and a user's affinity through them.
+
+A user's affinity for item j is the sum over the user's endorsed history items i of
+weight(i) * relation(i, j); the history item contributing most is the anchor of "because you
+liked X". Two layouts:
+
+- `NeighbourRelations`: each item's k strongest relations (the `item_knn` table: shrunk cosine
+  similarity of audiences), for catalogs of any size;
+- `DenseRelations`: a full weight matrix over a subset of items (the `ease` table: EASE's
+  regression weights over the items with the widest audiences), where negative weights count.
+
+One implementation serves the candidate sources and the ranking features, so both score alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+DENSE_MAX_ITEMS = 2_000_000
+
+
+class Affinity:
+    """Items related to a history (ascending item_index) with their summed scores; the anchor of
+    an item (the history item contributing most) is worked out only for the items asked."""
+
+    def __init__(self, items: np.ndarray, scores: np.ndarray) -> None:
+        self.items = items
+        self.scores = scores
+
+    def lookup(self, items: np.ndarray) -> np.ndarray:
+        """Scores of the given items, 0 where the history relates to none of them."""
+        if not len(self.items):
+            return np.zeros(len(items), dtype=np.float32)
+        at = np.minimum(np.searchsorted(self.items, items), len(self.items) - 1)
+        return np.where(self.items[at] == items, self.scores[at], 0.0).astype(np.float32)
+
+    def anchors(self, items: np.ndarray) -> np.ndarray:
+        """The strongest history item behind each of `items` (all related), -1 where none."""
+        return np.full(len(items), -1, dtype=np.int64)
+
+
+class _KnownAnchors(Affinity):
+    def __init__(self, items: np.ndarray, scores: np.ndarray, anchors: np.ndarray) -> None:
+        super().__init__(items, scores)
+        self._anchors = anchors
+
+    def anchors(self, items: np.ndarray) -> np.ndarray:
+        if not len(self.items):
+            return np.full(len(items), -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.items, items), len(self.items) - 1)
+        return np.where(self.items[at] == items, self._anchors[at], -1)
+
+
+class _DenseAnchors(Affinity):
+    def __init__(
+        self,
+        items: np.ndarray,
+        scores: np.ndarray,
+        relations: DenseRelations,
+        rows: np.ndarray,
+        mass: np.ndarray,
+    ) -> None:
+        super().__init__(items, scores)
+        self._relations, self._rows, self._mass = relations, rows, mass
+
+    def anchors(self, items: np.ndarray) -> np.ndarray:
+        covered = self._relations.items
+        columns = np.minimum(np.searchsorted(covered, items), len(covered) - 1)
+        known = covered[columns] == items
+        out = np.full(len(items), -1, dtype=np.int64)
+        if known.any():
+            block = self._relations.weights[np.ix_(self._rows, columns[known])]
+            strongest = np.argmax(block * self._mass[:, None], axis=0)
+            out[known] = covered[self._rows[strongest]]
+        return out
+
+
+class ItemRelations(Protocol):
+    def affinity(self, history: np.ndarray, weights: np.ndarray, decay: float = 1.0) -> Affinity:
+        """Affinity of the items related to `history` (item_index, newest first), each history
+        item weighted by its endorsement weight times decay**position."""
+        ...
+
+
+def _decayed(weights: np.ndarray, decay: float) -> np.ndarray:
+    weights = np.asarray(weights, dtype=np.float32)
+    if decay < 1.0:
+        weights = weights * decay ** np.arange(len(weights), dtype=np.float32)
+    return weights
+
+
+def _empty() -> Affinity:
+    return Affinity(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+
+
+@dataclass(frozen=True)
+class DenseRelations:
+    items: np.ndarray  # (m,) item_index covered, ascending
+    weights: np.ndarray  # (m, m) float32: weights[a, b] relates items[a] to items[b]
+
+    def __post_init__(self) -> None:
+        m = len(self.items)
+        if self.weights.shape != (m, m):
+            raise ValueError(f"weights {self.weights.shape} do not match {m} covered items")
+        if m > 1 and not (np.diff(self.items) > 0).all():
+            raise ValueError("covered items must be ascending and unique")
+
+    def affinity(self, history: np.ndarray, weights: np.ndarray, decay: float = 1.0) -> Affinity:
+        history = np.asarray(history, dtype=np.int64)
+        mass = _decayed(weights, decay)
+        if not len(self.items) or not len(history):
+            return _empty()
+        rows = np.minimum(np.searchsorted(self.items, history), len(self.items) - 1)
+        known = self.items[rows] == history
+        rows, mass = rows[known], mass[known]
+        if not len(rows):
+            return _empty()
+        totals = mass @ self.weights[rows]  # (m,)
+        related = np.flatnonzero(totals != 0)
+        return _DenseAnchors(
+            self.items[related], totals[related].astype(np.float32), self, rows, mass
+        )
+
+
+@dataclass(frozen=True)
+class NeighbourRelations:
+    neighbours: np.ndarray  # (n_items, k) item_index, -1 padded, strongest first
+    weights: np.ndarray  # (n_items, k) float32, 0 padded
+
+    def __post_init__(self) -> None:
+        if self.neighbours.shape != self.weights.shape:
+            raise ValueError(
+                f"neighbours {self.neighbours.shape} and weights {self.weights.shape} differ"
+            )
+
+    def __len__(self) -> int:
+        return len(self.neighbours)
+
+    def affinity(self, history: np.ndarray, weights: np.ndarray, decay: float = 1.0) -> Affinity:
+        history = np.asarray(history, dtype=np.int64)
+        weights = _decayed(weights, decay)
+        known = (history >= 0) & (history < len(self.neighbours))
+        history, weights = history[known], weights[known]
+        if not len(history):
+            return _empty()
+        found = self.neighbours[history]
+        mass = self.weights[history] * weights[:, None]
+        valid = found >= 0
+        source = np.broadcast_to(history[:, None], found.shape)[valid]
+        found, mass = found[valid].astype(np.int64), mass[valid]
+        if len(self.neighbours) <= DENSE_MAX_ITEMS:
+            return _dense(found, mass, source, len(self.neighbours))
+        return _sorted(found, mass, source)
+
+
+def _dense(found: np.ndarray, mass: np.ndarray, source: np.ndarray, n_items: int) -> Affinity:
+    """Accumulate into catalog-sized arrays: about 1 ms for 100k relations at 10k items."""
+    totals = np.bincount(found, weights=mass, minlength=n_items)
+    best = np.zeros(n_items, dtype=np.float32)
+    np.maximum.at(best, found, mass)
+    strongest = mass == best[found]
+    anchors = np.full(n_items, -1, dtype=np.int64)
+    anchors[found[strongest]] = source[strongest]  # ties: any of the strongest will do
+    items = np.flatnonzero(totals > 0)
+    return _KnownAnchors(items, totals[items].astype(np.float32), anchors[items])
+
+
+def _sorted(found: np.ndarray, mass: np.ndarray, source: np.ndarray) -> Affinity:
+    """Group by sorting, for catalogs too large for a dense accumulator per request."""
+    if not len(found):
+        return _empty()
+    items, inverse = np.unique(found, return_inverse=True)
+    totals = np.bincount(inverse, weights=mass, minlength=len(items)).astype(np.float32)
+    order = np.lexsort((-mass, inverse))  # per item, the strongest contribution first
+    first = np.r_[0, np.flatnonzero(np.diff(inverse[order])) + 1]
+    related = totals > 0
+    return _KnownAnchors(items[related], totals[related], source[order][first][related])

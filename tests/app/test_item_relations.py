@@ -1,0 +1,83 @@
+"""Item-item relations: affinity sums, anchors, and the two accumulation paths agree."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app import item_relations
+from app.item_relations import DenseRelations, NeighbourRelations
+
+
+def test_affinity_known_answer():
+    neighbours = np.array([[1, 2], [2, -1], [0, 1], [-1, -1]], dtype=np.int32)
+    weights = np.array([[0.5, 0.25], [1.0, 0.0], [0.4, 0.2], [0, 0]], dtype=np.float32)
+    relations = NeighbourRelations(neighbours, weights)
+    affinity = relations.affinity(np.array([0, 1]), np.array([2.0, 1.0]))
+    # item 1: 0.5*2 (from 0); item 2: 0.25*2 (from 0) + 1.0*1 (from 1)
+    assert affinity.items.tolist() == [1, 2]
+    np.testing.assert_allclose(affinity.scores, [1.0, 1.5])
+    assert affinity.anchors(affinity.items).tolist() == [0, 1]
+    np.testing.assert_allclose(affinity.lookup(np.array([2, 3, 1, 0])), [1.5, 0, 1.0, 0])
+
+
+def test_affinity_ignores_unknown_history_and_handles_none():
+    relations = NeighbourRelations(
+        np.array([[1], [0]], np.int32), np.array([[1.0], [1.0]], np.float32)
+    )
+    empty = relations.affinity(np.array([5, -1]), np.array([1.0, 1.0]))
+    assert not len(empty.items) and empty.lookup(np.array([0, 1])).tolist() == [0, 0]
+    with pytest.raises(ValueError, match="differ"):
+        NeighbourRelations(np.zeros((2, 2), np.int32), np.zeros((2, 3), np.float32))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(2, 40),
+    st.integers(1, 6),
+    st.integers(0, 2**16),
+    st.floats(0.5, 1.0),
+)
+def test_dense_and_sorted_accumulation_agree(n_items, k, seed, decay):
+    rng = np.random.default_rng(seed)
+    neighbours = rng.integers(-1, n_items, (n_items, k)).astype(np.int32)
+    weights = rng.random((n_items, k)).astype(np.float32)
+    history = rng.choice(n_items, min(n_items, 8), replace=False)
+    mass = rng.random(len(history)).astype(np.float32) + 0.1
+    relations = NeighbourRelations(neighbours, weights)
+    dense = relations.affinity(history, mass, decay)
+    found = neighbours[history]
+    scaled = weights[history] * (mass * decay ** np.arange(len(history)))[:, None]
+    valid = found >= 0
+    source = np.broadcast_to(history[:, None], found.shape)[valid]
+    by_sort = item_relations._sorted(found[valid].astype(np.int64), scaled[valid], source)
+    assert dense.items.tolist() == by_sort.items.tolist()
+    np.testing.assert_allclose(dense.scores, by_sort.scores, rtol=1e-5)
+    # both anchors are a strongest contributor of their item
+    anchors = zip(dense.anchors(dense.items), by_sort.anchors(by_sort.items), strict=True)
+    for item, (a, b) in zip(dense.items, anchors, strict=True):
+        strongest = scaled[valid][found[valid] == item].max()
+        assert np.isclose(scaled[valid][(found[valid] == item) & (source == a)].max(), strongest)
+        assert np.isclose(scaled[valid][(found[valid] == item) & (source == b)].max(), strongest)
+
+
+def test_dense_affinity_known_answer_with_negative_weights():
+    # covered items 1, 4, 6 of a larger catalog
+    weights = np.array([[0, 0.5, -0.4], [0.2, 0, 0.3], [-0.1, 0.6, 0]], dtype=np.float32)
+    relations = DenseRelations(np.array([1, 4, 6]), weights)
+    affinity = relations.affinity(np.array([4, 9, 1]), np.array([2.0, 5.0, 1.0]))
+    # history 4 (w 2) and 1 (w 1); 9 is not covered.
+    # item 1: 0.2*2 = 0.4; item 4: 0.5*1 = 0.5; item 6: 0.3*2 - 0.4*1 = 0.2
+    assert affinity.items.tolist() == [1, 4, 6]
+    np.testing.assert_allclose(affinity.scores, [0.4, 0.5, 0.2], rtol=1e-6)
+    assert affinity.anchors(affinity.items).tolist() == [4, 1, 4]
+    assert affinity.anchors(np.array([6, 9, 1])).tolist() == [4, -1, 4]
+    decayed = relations.affinity(np.array([4, 1]), np.array([1.0, 1.0]), decay=0.5)
+    np.testing.assert_allclose(decayed.lookup(np.array([6])), [0.3 - 0.2], rtol=1e-6)
+    assert not len(relations.affinity(np.array([9]), np.array([1.0])).items)
+    with pytest.raises(ValueError, match="covered"):
+        DenseRelations(np.array([1, 2]), np.zeros((3, 3), np.float32))
+    with pytest.raises(ValueError, match="ascending"):
+        DenseRelations(np.array([2, 1]), np.zeros((2, 2), np.float32))
