@@ -24,7 +24,7 @@ SOURCES = (
     "popular",
     "exploration",
 )
-RELATIONS = ("item_knn", "ease")  # app.item_relations tables scored for every candidate
+RELATIONS = ("item_knn", "ease", "ease_top")  # app.item_relations tables, for every candidate
 DEVICES = ("tv", "mobile", "web", "tablet", "desktop")
 RECENT_FOR_SIMILARITY = 5
 
@@ -54,6 +54,17 @@ FEATURE_NAMES: tuple[str, ...] = (
     "device",
 )
 _INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
+_RELATIVE = [
+    _INDEX[name]
+    for name in (
+        *(f"score_{s}" for s in SOURCES),
+        "cf_dot",
+        "recent_cf_max",
+        *(f"{r}_affinity" for r in RELATIONS),
+        "popularity_log",
+        "n_users_log",
+    )
+]
 
 
 def device_code(device: str | None) -> float:
@@ -130,6 +141,23 @@ def assemble(
     x[:, _INDEX["hour_of_day"]] = at.hour + at.minute / 60.0
     x[:, _INDEX["day_of_week"]] = at.weekday()
     x[:, _INDEX["device"]] = device_code(device)
+    return _within_request(x)
+
+
+def _within_request(x: np.ndarray) -> np.ndarray:
+    """Model-dependent scores as the share of the request's candidates they beat.
+
+    Dot products, EASE and kNN affinities and popularity change scale every time the base models
+    are refitted (the ranker learns on a snapshot's models and serves on the full build's), so the
+    ranker sees where a candidate stands among this request's candidates instead; ties share the
+    lowest share. NaN stays NaN."""
+    for col in _RELATIVE:
+        values = x[:, col]
+        known = ~np.isnan(values)
+        n = int(known.sum())
+        if n:
+            ordered = np.sort(values[known])
+            x[known, col] = np.searchsorted(ordered, values[known], side="left") / max(1, n - 1)
     return x
 
 

@@ -93,6 +93,10 @@ def _relations(path: Path, rows: int) -> dict[str, ItemRelations]:
             if len(covered) and (covered.min() < 0 or covered.max() >= rows):
                 raise ValueError(f"covered items outside the {rows} items")
             found["ease"] = DenseRelations(covered.astype(np.int64), weights)
+            top = _array(path / RELATIONS["ease_top"][1])
+            found["ease_top"] = (
+                found["ease"] if top is None else DenseRelations(covered.astype(np.int64), top)
+            )
     except ValueError as exc:
         raise CatalogError(f"{path}: item relations are inconsistent: {exc}") from exc
     return found

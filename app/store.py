@@ -29,10 +29,12 @@ from app.errors import CatalogError
 ITEMS, USERS, EVENTS = "items", "users", "events"
 MANIFEST = "manifest.json"
 # Item-item relation tables (app.item_relations), two .npy files each:
-# item_knn: neighbours (n_items, k) and their weights; ease: covered items (m,) and weights (m, m).
+# item_knn: neighbours (n_items, k) and their weights; ease and ease_top: covered items (m,) and
+# weights (m, m) regularised for recall at depth (the ease source) and for the top (a feature).
 RELATIONS = {
     "item_knn": ("item_neighbours.npy", "item_neighbour_scores.npy"),
     "ease": ("ease_items.npy", "ease_weights.npy"),
+    "ease_top": ("ease_items.npy", "ease_top_weights.npy"),  # absent: the same as ease
 }
 CURRENT = "CURRENT"
 CONTENT_DIM = 384

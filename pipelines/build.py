@@ -124,7 +124,7 @@ def build_catalog(
             reporter,
             version,
             path,
-            ease_lambda=learned.ease_lambda,
+            ease_lambdas=learned.ease_lambdas,
         )
         manifest.ranker = learned.ranker
         manifest.fusion = learned.fusion
@@ -147,7 +147,7 @@ class SnapshotLearned:
     """What the ranker snapshot (earlier events, judged by later ones) teaches the full build."""
 
     ranker: dict[str, Any] | None = None  # how the stage-2 model was trained
-    ease_lambda: float | None = None  # EASE's lambda, chosen on the later events
+    ease_lambdas: dict[str, float] | None = None  # EASE's lambdas, chosen on the later events
     fusion: dict[str, Any] | None = None  # stage-1 fusion hit rates (manifest entry)
 
 
@@ -184,7 +184,7 @@ def _learn_on_snapshot(
             label="snapshot ",
             later=later,
         )
-        ease_lambda = snapshot_manifest.relations.get("ease", {}).get("lambda")
+        ease_lambdas = snapshot_manifest.relations.get("ease", {}).get("lambdas")
         rng = np.random.default_rng(settings.seed)
         with reporter.step("ranker data") as step:
             data = collect_training_data(
@@ -198,7 +198,7 @@ def _learn_on_snapshot(
             )
             step.rows = len(data.labels)
         learned = SnapshotLearned(
-            ease_lambda=ease_lambda,
+            ease_lambdas=ease_lambdas,
             fusion=data.fusion.to_manifest() if data.fusion is not None else None,
         )
         if len(np.unique(data.groups)) < 10:
@@ -235,10 +235,11 @@ def _build_version(
     path: Path,
     label: str = "",
     later: pd.DataFrame | None = None,
-    ease_lambda: float | None = None,
+    ease_lambdas: dict[str, float] | None = None,
 ) -> Manifest:
-    """One catalog version from `events`. EASE's lambda is `ease_lambda` if given, else chosen
-    on `later` events (the ranker snapshot), else on an inner temporal split of `events`."""
+    """One catalog version from `events`. EASE's lambdas are `ease_lambdas` if given, else
+    chosen on `later` events (the ranker snapshot), else on an inner temporal split of
+    `events`."""
     items = raw.items.reset_index(drop=True)
     item_ids = items["item_id"].to_numpy(dtype=object)
     item_index = pd.Index(item_ids)
@@ -275,7 +276,7 @@ def _build_version(
     audience = endorsement_matrix(
         events["user_index"].to_numpy(), events["item_index"].to_numpy(), weights, n_users, n_items
     )
-    relations: dict[str, dict[str, object]] = {}
+    relations: dict[str, dict[str, Any]] = {}
     with reporter.step(f"{label}neighbours") as step:
         if n_items <= MAX_NEIGHBOUR_ITEMS:
             neighbours, neighbour_scores = item_neighbours(
@@ -291,13 +292,13 @@ def _build_version(
         model = None
         if settings.ease_max_items > 0:
             valid = None
-            if ease_lambda is None and later is not None:
+            if ease_lambdas is None and later is not None:
                 valid = ease.validation_matrix(later, user_ids, item_index, top_rating, audience)
             model = ease.fit_on_events(
                 audience,
                 events,
                 weights,
-                lambda_=ease_lambda,
+                lambdas=ease_lambdas,
                 valid=valid,
                 max_items=settings.ease_max_items,
                 holdout=settings.ranker_holdout,
@@ -306,13 +307,17 @@ def _build_version(
         if model is None:
             step.note = "skipped: off, or no item has two users"
         else:
-            _save_relations(path, "ease", model.items, model.weights)
+            _save_relations(path, "ease", model.items, model.deep)
+            if model.top is not model.deep:
+                _save_relations(path, "ease_top", model.items, model.top)
             step.rows = len(model.items)
-            step.note = f"{len(model.items):,} items, lambda {model.lambda_:.0f}"
+            step.note = f"{len(model.items):,} items, lambdas " + ", ".join(
+                f"{k} {v:.0f}" for k, v in model.lambdas.items()
+            )
             relations["ease"] = {
-                "lambda": model.lambda_,
                 "items": len(model.items),
-                "validation_recall": model.validation,
+                "lambdas": model.lambdas,
+                "validation": model.validation,
             }
 
     with reporter.step(f"{label}stats", total=n_users) as step:

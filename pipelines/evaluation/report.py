@@ -18,6 +18,7 @@ def markdown(report: dict[str, Any]) -> str:
         "popularity_share",
         "p50_ms",
         "p99_ms",
+        "degraded",
     ]
     lines = [
         f"{report['source']} ({report['format']}): {report['test_users']} test users, "
@@ -32,9 +33,27 @@ def markdown(report: dict[str, Any]) -> str:
         for name in names:
             value = row.get(name)
             cells.append(
-                "" if value is None else f"{value:.4f}" if "ms" not in name else f"{value:.1f}"
+                ""
+                if value is None
+                else str(value)
+                if isinstance(value, int)
+                else f"{value:.1f}"
+                if "ms" in name
+                else f"{value:.4f}"
             )
         lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
+    t = report.get("targets")
+    if t:
+        lines += [
+            "",
+            f"Targets: NDCG@{k} {t['ndcg_ratio']:.3f}x the best simple baseline "
+            f"({t['best_baseline']}): {'met' if t['ndcg_target_met'] else 'NOT met'} (>= 1.10x); "
+            f"stage-1 recall@1000 against {t['deepest_baseline']}'s: "
+            f"{'met' if t['recall_target_met'] else 'NOT met'}.",
+        ]
+        for key, value in t.items():
+            if key.startswith("ndcg_ratio_vs_") and value is not None:
+                lines.append(f"Reference: {value:.3f}x {key.removeprefix('ndcg_ratio_vs_')}.")
     return "\n".join(lines)
 
 

@@ -41,13 +41,18 @@ def test_fit_puts_co_endorsed_items_first_in_catalog_indexes():
     x[:20, 1] = x[:20, 3] = 1
     x[18:30, 0] = x[25:30, 4] = 1
     x[0, 2] = 1
-    model = ease.fit(sp.csr_matrix(x), max_items=10, lambda_=1.0)
+    model = ease.fit(sp.csr_matrix(x), max_items=10, lambdas={"deep": 1.0, "top": 1.0})
     assert model is not None
     assert model.items.tolist() == [0, 1, 3, 4]  # item 2 has one user
     row = {item: n for n, item in enumerate(model.items.tolist())}
-    assert np.argmax(model.weights[row[1]]) == row[3]
-    assert np.argmax(model.weights[row[3]]) == row[1]
-    assert model.weights.shape == (4, 4) and np.all(np.diag(model.weights) == 0)
+    assert np.argmax(model.deep[row[1]]) == row[3]
+    assert np.argmax(model.deep[row[3]]) == row[1]
+    assert model.deep.shape == (4, 4) and np.all(np.diag(model.deep) == 0)
+    assert model.top is model.deep  # one lambda, one matrix
+    other = ease.fit(sp.csr_matrix(x), max_items=10, lambdas={"deep": 10.0, "top": 1.0})
+    assert other is not None
+    np.testing.assert_allclose(other.top, model.deep, atol=1e-6)
+    assert np.abs(other.deep).sum() < np.abs(other.top).sum()  # stronger regularisation
 
 
 def test_fit_chooses_lambda_on_validation_and_records_the_grid():
@@ -63,11 +68,13 @@ def test_fit_chooses_lambda_on_validation_and_records_the_grid():
     model = ease.fit(sp.csr_matrix(x), 100, None, sp.csr_matrix(valid), grid=(1.0, 100.0), depth=3)
     assert model is not None
     assert len(model.validation) == 2
-    assert model.validation[f"{model.lambda_:.1f}"] == max(model.validation.values())
+    for criterion, metric in (("deep", "recall@3"), ("top", "ndcg@10")):
+        chosen = model.validation[f"{model.lambdas[criterion]:.1f}"][metric]
+        assert chosen == max(v[metric] for v in model.validation.values())
     # each item's strongest relations stay inside its taste group
-    strongest = model.items[np.argsort(-model.weights, axis=1)[:, :5]]
+    strongest = model.items[np.argsort(-model.top, axis=1)[:, :5]]
     assert (strongest // 10 == (model.items // 10)[:, None]).all()
-    with pytest.raises(ValueError, match="lambda"):
+    with pytest.raises(ValueError, match="lambdas"):
         ease.fit(sp.csr_matrix(x), 100)
 
 
@@ -85,8 +92,9 @@ def test_fit_on_events_tunes_on_an_inner_split_when_given_nothing():
         (weights, (events["user_index"], events["item_index"])), shape=(60, 24)
     )
     model = ease.fit_on_events(
-        audience, events, weights, lambda_=None, valid=None, max_items=100, holdout=0.2, depth=5
+        audience, events, weights, lambdas=None, valid=None, max_items=100, holdout=0.2, depth=5
     )
-    assert model is not None and model.lambda_ > 0 and not model.validation  # final fit
-    strongest = model.items[np.argsort(-model.weights, axis=1)[:, :3]]
+    assert model is not None and min(model.lambdas.values()) > 0
+    assert not model.validation  # the final fit, with the lambdas the inner split chose
+    strongest = model.items[np.argsort(-model.deep, axis=1)[:, :3]]
     assert (strongest // 8 == (model.items // 8)[:, None]).all()
