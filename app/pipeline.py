@@ -30,6 +30,7 @@ from app.candidates.sources import (
     ItemToItem,
     Popular,
 )
+from app.candidates.sources.popular import TrendingSignal
 from app.deadlines import Fault, run_within
 from app.domain import (
     Candidates,
@@ -77,8 +78,13 @@ class Pipeline:
 
     @classmethod
     def assemble(
-        cls, config: PipelineConfig, runtime: Runtime, faults: dict[str, Fault] | None = None
+        cls,
+        config: PipelineConfig,
+        runtime: Runtime,
+        faults: dict[str, Fault] | None = None,
+        trending: TrendingSignal | None = None,
     ) -> Pipeline:
+        """The request path on `runtime`; `trending` (live state) reorders the popular source."""
         items, c = runtime.items, config.candidates
         sources = [
             CfAnn(c.cf_ann, runtime.cf_index),
@@ -86,7 +92,7 @@ class Pipeline:
             ItemToItem(c.item_to_item, items, runtime.cf_index, runtime.content_index),
             ItemKnn(c.item_knn, runtime.neighbours, runtime.neighbour_scores),
             Fresh(c.fresh, items),
-            Popular(c.popular, items),
+            Popular(c.popular, items, trending),
             Exploration(c.exploration, items),
         ]
         faults = faults or {}

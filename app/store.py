@@ -5,6 +5,9 @@ Layout of a catalog root (`Settings.db_path`):
     CURRENT                 the serving version's id, replaced atomically (os.replace)
     versions/<id>/          one complete build: LanceDB tables items, users, events,
                             manifest.json and model files (numpy .npy, CatBoost .cbm)
+    live/                   what the server was told since: LanceDB tables events (every
+                            acknowledged event) and items (every upserted item); it outlives
+                            versions, and each new version is brought up to date from it
 
 A build writes a new version directory and only then points CURRENT at it, so a failed build
 never replaces a good catalog, and a server reading CURRENT sees one consistent version.
@@ -30,6 +33,7 @@ ITEMS, USERS, EVENTS = "items", "users", "events"
 MANIFEST = "manifest.json"
 NEIGHBOURS, NEIGHBOUR_SCORES = "item_neighbours.npy", "item_neighbour_scores.npy"
 CURRENT = "CURRENT"
+LIVE = "live"
 CONTENT_DIM = 384
 
 
@@ -121,6 +125,10 @@ class Manifest(BaseModel):
     cf: dict[str, Any]
     cf_dim: int
     reference_time: int = Field(description="Unix seconds of the newest training event.")
+    rating_max: float | None = Field(None, description="Top of the training events' rating scale.")
+    live_watermark: int = Field(
+        -1, description="Sequence number of the newest live event the build trained on; -1: none."
+    )
     indexes: dict[str, IndexChoice] = Field(default_factory=dict)
     ranker: dict[str, Any] | None = Field(None, description="How the stage-2 model was trained.")
     steps: list[dict[str, Any]] = Field(default_factory=list)
@@ -136,6 +144,10 @@ class CatalogRoot:
     @property
     def versions_dir(self) -> Path:
         return self.path / "versions"
+
+    @property
+    def live_dir(self) -> Path:
+        return self.path / LIVE
 
     def new_version(self) -> tuple[str, Path]:
         """Reserve a fresh, empty version directory (not yet serving)."""

@@ -7,12 +7,12 @@ import logging
 import unicodedata
 
 import strawberry
-from graphql import GraphQLError
 
 from app import domain
 from app.engine import MAX_COUNT, now
-from app.errors import BadRequest, ShortlistError
+from app.errors import BadRequest
 from schema.context import Context
+from schema.errors import graphql_error
 from schema.explain import summary
 from schema.types import (
     Item,
@@ -33,14 +33,7 @@ MAX_FILTER_IDS = 1000
 MAX_GENRES = 50
 
 
-def _error(exc: Exception) -> GraphQLError:
-    """An expected failure keeps its message and code; anything else is logged and masked."""
-    if isinstance(exc, ShortlistError):
-        return GraphQLError(str(exc), extensions={"code": exc.code})
-    log.exception("unexpected error in a resolver")
-    return GraphQLError(
-        "internal error: the request could not be answered", extensions={"code": "INTERNAL"}
-    )
+_error = graphql_error
 
 
 def _clean_id(value: str, what: str) -> str:
@@ -118,10 +111,11 @@ class Query:
                 filter=_filter(filter),
                 explain=_wants_explain(info),
             )
-            result = await engine.recommend(request)
+            loaded = engine.current  # once: ids and metadata come from the catalog that ranked
+            result = await engine.recommend(request, loaded)
         except Exception as exc:
             raise _error(exc) from None
-        runtime = engine.current.runtime
+        runtime = loaded.runtime
         anchors = {
             h.anchor: engine.item_view(runtime, h.anchor)
             for p in result.picks
