@@ -29,9 +29,7 @@ def with_live_data(raw: RawCatalog, root: Path) -> tuple[RawCatalog, int, dict[s
     if not live_dir.is_dir():
         return raw, -1, {}
     db = lancedb.connect(str(live_dir.resolve()))
-    names = set(db.table_names())
-    items = _read(db, ITEMS) if ITEMS in names else None
-    events = _read(db, EVENTS) if EVENTS in names else None
+    items, events = _read(db, ITEMS), _read(db, EVENTS)
     counts = {"live_items": 0, "live_events": 0}
     if items is not None and len(items):
         raw = _with_items(raw, items)
@@ -63,8 +61,12 @@ def with_live_data(raw: RawCatalog, root: Path) -> tuple[RawCatalog, int, dict[s
     return raw, watermark, counts
 
 
-def _read(db: Any, name: str) -> pd.DataFrame:
-    table = db.open_table(name).to_arrow()
+def _read(db: Any, name: str) -> pd.DataFrame | None:
+    """A live table as a frame, None when the server never created it."""
+    try:
+        table = db.open_table(name).to_arrow()
+    except ValueError:  # LanceDB: "Table '...' was not found"
+        return None
     if name == EVENTS:
         table = table.set_column(
             table.schema.get_field_index("at"), "at_ms", pc.cast(table["at"], "int64")

@@ -74,15 +74,17 @@ class LiveDatabase:
 
     async def table(self, name: str, schema: pa.Schema) -> Any:
         """The table, created empty with `schema` if missing."""
-        if name in set(await self.db.table_names()):
-            return await self.db.open_table(name)
+        found = await self.existing(name)
+        if found is not None:
+            return found
         return await self.db.create_table(name, schema=schema, exist_ok=True)
 
     async def existing(self, name: str) -> Any | None:
         """The table, or None when it was never created."""
-        if name in set(await self.db.table_names()):
+        try:
             return await self.db.open_table(name)
-        return None
+        except ValueError:  # LanceDB: "Table '...' was not found"
+            return None
 
     def table_dir(self, name: str) -> Path:
         return self.path / f"{name}.lance"
