@@ -133,7 +133,7 @@ class EventLog:
             failure: Exception | None = None
             if self._sync is not None:
                 try:
-                    await asyncio.to_thread(self._sync)
+                    await self._sync()
                 except OSError as exc:
                     failure = LiveStoreError(f"events were written but not synced: {exc}")
             try:
@@ -157,10 +157,10 @@ class EventLog:
             started = time.perf_counter()
             stats = await self.table.optimize(cleanup_older_than=KEEP_EVERYTHING)
             if self._sync is not None:
-                await asyncio.to_thread(self._sync)
+                await self._sync()
             await self.table.optimize(cleanup_older_than=KEEP_VERSIONS_FOR)
             if self._sync is not None:
-                await asyncio.to_thread(self._sync)
+                await self._sync()
             log.info(
                 "compacted the live events in %.0f ms: %s",
                 (time.perf_counter() - started) * 1000,

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from app.embedding import TextEncoder, item_text
 from app.errors import BadRequest, ConfigError
@@ -41,6 +42,7 @@ MAX_RELEASE_AHEAD_DAYS = 3650
 EDITABLE = ("title", "description", "genres", "series", "released", "content_vector")
 KEEP_INDEX_VERSIONS_FOR = timedelta(minutes=10)  # requests may still read an older table version
 CHUNK = 500
+SMALL_FRAGMENTS = 32  # appends (one fragment each) that call for a compaction
 
 
 class ItemUpserts:
@@ -92,30 +94,38 @@ class ItemUpserts:
         return rows if rows.num_rows else None
 
     async def apply(self, runtime: Runtime, rows: pa.Table) -> tuple[Runtime, list[str], list[str]]:
-        """Bring the version's items up to these live rows; returns (runtime, inserted, updated)."""
+        """Bring the version's items up to these live rows; returns (runtime, inserted, updated).
+
+        What the version's table holds decides what is new (not the in-memory catalog), and the
+        catalog is grown from every table row it lacks: a write that landed in the table but
+        never reached memory (a failure in between) is picked up by the next one.
+        """
         catalog = runtime.items
-        ids = rows["item_id"].to_pylist()
-        index = catalog.indices_of(ids)
         table = await open_items_table(runtime.path)
         schema = await table.schema()
         dim = schema.field("content_vector").type.list_size
-        if rows.schema.field("content_vector").type.list_size != dim:
-            raise ConfigError(
-                f"upserted items have {rows.schema.field('content_vector').type.list_size}-d "
-                f"content vectors, the catalog {dim}-d"
-            )
-        known = rows.filter(pa.array(index >= 0))
-        changed = await _changed(table, known)
-        fresh = rows.filter(pa.array(index < 0))
+        given = rows.schema.field("content_vector").type.list_size
+        if given != dim:
+            raise ConfigError(f"upserted items have {given}-d content vectors, the catalog {dim}-d")
+        ids = rows["item_id"].to_pylist()
+        present = set((await _rows_of(table, ids))["item_id"].to_pylist())
+        in_table = pa.array([i in present for i in ids], pa.bool_())
+        changed = await _changed(table, rows.filter(in_table))
+        fresh = rows.filter(pc.invert(in_table))
         if changed.num_rows:
             editable = changed.select(["item_id", *EDITABLE])
             await table.merge_insert("item_id").when_matched_update_all().execute(editable)
         if fresh.num_rows:
-            await table.add(_new_version_rows(fresh, schema, len(catalog)))
+            first = int(await table.count_rows())
+            await table.add(_new_version_rows(fresh, schema, first))
         touched = changed["item_id"].to_pylist() + fresh["item_id"].to_pylist()
-        if not touched:
+        lagging = await table.query().where(f"item_index >= {len(catalog)}").to_arrow()
+        if not touched and not lagging.num_rows:
             return runtime, [], []
         written = await _rows_of(table, touched)
+        written = pa.concat_tables(
+            [written.filter(pc.invert(pc.is_in(written["item_id"], lagging["item_id"]))), lagging]
+        )
         grown = await asyncio.to_thread(catalog.with_rows, written)
         return (
             await runtime.with_items(grown),
@@ -124,20 +134,22 @@ class ItemUpserts:
         )
 
     async def refresh_index(self, path: Path, unindexed_at_least: int) -> bool:
-        """Add appended rows to the version's ANN indexes (LanceDB optimize) when enough wait."""
+        """Fold appended rows into the version's indexes and small fragments into big ones
+        (LanceDB optimize), once `unindexed_at_least` rows wait outside an index or as many
+        appends left small fragments behind. Returns whether it ran."""
         table = await open_items_table(path)
-        waiting = 0
-        for index in await table.list_indices():
-            if not any("vector" in column for column in index.columns):
-                continue
-            stats = await table.index_stats(index.name)
-            waiting = max(waiting, int(stats.num_unindexed_rows) if stats else 0)
-        if waiting < unindexed_at_least:
+        waiting = max((i.num_unindexed_rows or 0 for i in await table.list_indices()), default=0)
+        small = int((await table.stats())["fragment_stats"]["num_small_fragments"])
+        if waiting < unindexed_at_least and small < SMALL_FRAGMENTS:
             return False
         started = time.perf_counter()
         await table.optimize(cleanup_older_than=KEEP_INDEX_VERSIONS_FOR)
         log.info(
-            "indexed %d appended items in %.0f ms", waiting, (time.perf_counter() - started) * 1000
+            "optimized the items table (%d rows waited outside indexes, %d small fragments) "
+            "in %.0f ms",
+            waiting,
+            small,
+            (time.perf_counter() - started) * 1000,
         )
         return True
 
@@ -196,7 +208,8 @@ def live_rows(drafts: list[ItemDraft], vectors: np.ndarray, text_model: str) -> 
 
 
 async def _rows_of(table: Any, ids: list[str]) -> pa.Table:
-    parts = []
+    """The table's rows of these item ids (any order)."""
+    parts = [(await table.schema()).empty_table()]
     for start in range(0, len(ids), CHUNK):
         listed = ", ".join("'" + i.replace("'", "''") + "'" for i in ids[start : start + CHUNK])
         parts.append(await table.query().where(f"item_id IN ({listed})").to_arrow())

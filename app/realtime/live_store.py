@@ -12,6 +12,7 @@ the files a write created and the directories naming them before the write is ac
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,7 +95,9 @@ class TableSync:
     """fsync the files a Lance table gained since the last call, then their directories.
 
     Lance never rewrites a data file or a manifest in place (every write adds new files), so
-    syncing the new names and their directory entries makes a returned write durable.
+    syncing the new names and their directory entries makes a returned write durable. The
+    fsyncs of one round run concurrently: the file system commits them together (one journal
+    commit instead of one per file on ext4).
     """
 
     def __init__(self, table_dir: Path) -> None:
@@ -109,16 +112,13 @@ class TableSync:
             found.update(Path(root) / n for n in names)
         return found
 
-    def __call__(self) -> int:
+    async def __call__(self) -> int:
         """Sync what is new; returns how many files were synced."""
-        files = self._files()
+        files = await asyncio.to_thread(self._files)
         new = files - self._seen
-        directories = {self.table_dir}
-        for path in new:
-            _fsync(path)
-            directories.add(path.parent)
-        for directory in directories:
-            _fsync(directory)
+        await asyncio.gather(*(asyncio.to_thread(_fsync, path) for path in new))
+        directories = {path.parent for path in new} | {self.table_dir}
+        await asyncio.gather(*(asyncio.to_thread(_fsync, d) for d in directories))
         self._seen = files
         return len(new)
 

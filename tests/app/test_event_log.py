@@ -97,10 +97,10 @@ async def test_compaction_keeps_every_event(tmp_path) -> None:
 async def test_table_sync_syncs_only_new_files(tmp_path) -> None:
     log = await open_log(tmp_path, [], fsync=False)
     sync = TableSync(tmp_path / f"{EVENTS}.lance")
-    assert sync() == 0
+    assert await sync() == 0
     await log.append([event("a")])
-    assert sync() >= 2, "a data file and a manifest at least"
-    assert sync() == 0
+    assert await sync() >= 2, "a data file and a manifest at least"
+    assert await sync() == 0
     await log.close()
 
 
