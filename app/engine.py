@@ -206,7 +206,7 @@ class Engine:
                 self.current = self._assemble(
                     self.settings, runtime, live, loaded.fold_in, loaded.revision + 1
                 )
-        self._spawn(self._refresh_index())
+        self._spawn(self.refresh_index())
         return UpsertedItems(inserted, updated)
 
     async def reload(self) -> Reloaded:
@@ -255,15 +255,20 @@ class Engine:
         self.current = loaded  # no await since the replay: no event lands in between
         return replayed
 
-    async def _refresh_index(self) -> None:
-        """Bring the ANN indexes up to the appended items, then serve the refreshed table."""
+    async def refresh_index(self, at_least: int | None = None) -> None:
+        """Bring the ANN indexes up to the appended items, then serve the refreshed table.
+
+        Runs after every upsert (in the background) and acts once `at_least` (default
+        SHORTLIST_REINDEX_AFTER_ITEMS) rows wait outside an index.
+        """
         if self.live is None:
             return
         try:
             async with self._swap:
                 loaded = self.current
                 refreshed = await self.live.items.refresh_index(
-                    loaded.runtime.path, self.settings.reindex_after_items
+                    loaded.runtime.path,
+                    self.settings.reindex_after_items if at_least is None else at_least,
                 )
                 if refreshed:
                     runtime = await loaded.runtime.with_items(loaded.runtime.items)

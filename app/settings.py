@@ -22,7 +22,8 @@ class Settings(BaseSettings):
     # --- catalog -----------------------------------------------------------------------------
     db_path: Path = Field(
         Path("data/shortlist.lancedb"),
-        description="Catalog root: versions/<id>/ (LanceDB tables, models) and CURRENT.",
+        description="Catalog root: versions/<id>/ (LanceDB tables, models) and CURRENT; live/ "
+        "holds the events and items the server was told since.",
     )
     keep_versions: int = Field(
         3, ge=1, description="Built versions kept on disk (serving one included)."
