@@ -166,6 +166,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("LANCE_LOG", "error")
+    os.environ.setdefault("LANCE_INCLUDE_VECTOR_CENTROIDS", "false")  # index stats, no warning
     try:
         cli()
     except ShortlistError as exc:
