@@ -134,11 +134,13 @@ class Engine:
             state, loaded.runtime.items, loaded.key, loaded.runtime.version, loaded.fold_in
         )
 
-    async def similar_items(self, item_id: str, count: int) -> list[ScoredItemView]:
+    async def similar_items(
+        self, item_id: str, count: int, loaded: Loaded | None = None
+    ) -> list[ScoredItemView]:
         """Content and CF neighbours of an item, fused, never the item itself."""
         if not 1 <= count <= MAX_COUNT:
             raise BadRequest(f"count must be between 1 and {MAX_COUNT}, got {count}")
-        loaded = self.current
+        loaded = loaded or self.current
         runtime = loaded.runtime
         anchor = runtime.items.index_of(item_id)
         if anchor is None:
@@ -164,16 +166,18 @@ class Engine:
         await self.cache.set(key, result, ttl=self.settings.similar_cache_ttl_s)
         return result
 
-    def item(self, item_id: str) -> ItemView | None:
-        runtime = self.current.runtime
+    def item(self, item_id: str, loaded: Loaded | None = None) -> ItemView | None:
+        runtime = (loaded or self.current).runtime
         index = runtime.items.index_of(item_id)
         return None if index is None else self.item_view(runtime, index)
 
     def items_by_index(self, runtime: Runtime, indexes: list[int]) -> list[ItemView]:
         return [self.item_view(runtime, i) for i in indexes]
 
-    async def user(self, user_id: str, history: int = 20) -> UserView | None:
-        loaded = self.current
+    async def user(
+        self, user_id: str, history: int = 20, loaded: Loaded | None = None
+    ) -> UserView | None:
+        loaded = loaded or self.current
         state = await self.user_state(loaded, user_id)
         if not state.known:
             return None

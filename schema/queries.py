@@ -111,7 +111,7 @@ class Query:
                 filter=_filter(filter),
                 explain=_wants_explain(info),
             )
-            loaded = engine.current  # once: ids and metadata come from the catalog that ranked
+            loaded = info.context.loaded  # ids and metadata from the catalog that ranked
             result = await engine.recommend(request, loaded)
         except Exception as exc:
             raise _error(exc) from None
@@ -146,7 +146,9 @@ class Query:
         self, info: strawberry.Info[Context, None], item_id: strawberry.ID, count: int = 10
     ) -> list[ScoredItem]:
         try:
-            found = await info.context.engine.similar_items(_clean_id(item_id, "itemId"), count)
+            found = await info.context.engine.similar_items(
+                _clean_id(item_id, "itemId"), count, info.context.loaded
+            )
         except Exception as exc:
             raise _error(exc) from None
         return [ScoredItem.from_domain(s) for s in found]
@@ -154,7 +156,7 @@ class Query:
     @strawberry.field(description="One item by id, or null.")
     def item(self, info: strawberry.Info[Context, None], id: strawberry.ID) -> Item | None:
         try:
-            view = info.context.engine.item(_clean_id(id, "id"))
+            view = info.context.engine.item(_clean_id(id, "id"), info.context.loaded)
         except Exception as exc:
             raise _error(exc) from None
         return Item.from_domain(view) if view else None
@@ -162,7 +164,7 @@ class Query:
     @strawberry.field(description="One user with recent history, or null when unknown.")
     async def user(self, info: strawberry.Info[Context, None], id: strawberry.ID) -> User | None:
         try:
-            view = await info.context.engine.user(_clean_id(id, "id"))
+            view = await info.context.engine.user(_clean_id(id, "id"), loaded=info.context.loaded)
         except Exception as exc:
             raise _error(exc) from None
         return User.from_domain(view) if view else None

@@ -13,6 +13,7 @@ from app.realtime.records import ItemDraft
 from app.settings import Settings
 from app.store import MANIFEST, CatalogRoot
 from pipelines.build import build
+from schema.context import Context
 from tests.schema.conftest import KEYS, RELAXED, _client, admin, gql, ids, recommended, send
 
 UPSERT = """mutation($i: [ItemInput!]!) {
@@ -151,3 +152,13 @@ async def test_a_failed_load_keeps_the_old_version_serving(live_client, live_roo
     query = '{ recommendations(userId: "u0001", count: 5) { modelVersion } }'
     still = await gql(live_client, query)
     assert still["data"]["recommendations"]["modelVersion"] == serving
+
+
+def test_a_request_reads_one_catalog_even_across_a_swap() -> None:
+    class Engine:
+        current = "first"
+
+    context = Context(engine=Engine())  # type: ignore[arg-type]
+    assert context.loaded == "first"
+    Engine.current = "second"  # a reload or an upsert swaps the engine's catalog
+    assert context.loaded == "first"
