@@ -195,7 +195,12 @@ class Engine:
                 f"at most {self.settings.max_events_per_call} events per call, got {len(drafts)}"
             )
         loaded = self.current
-        return await live.record(drafts, loaded.runtime.items, loaded.runtime.manifest)
+        runtime = loaded.runtime
+        recorded = await live.record(drafts, runtime.items, runtime.manifest)
+        users = [d.user_id for d in drafts]
+        known = runtime.users.known(users)
+        live.prefetch(users, known, runtime.version, loaded.fold_in, runtime.items)
+        return recorded
 
     async def upsert_items(self, drafts: list[ItemDraft]) -> UpsertedItems:
         """Embed, store and serve new or changed items; the next request sees them."""

@@ -10,6 +10,7 @@ it acknowledged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import numpy as np
@@ -21,7 +22,7 @@ from app.realtime.fold_in import FoldIn, History
 from app.realtime.intake import EventIntake, IntakeRules
 from app.realtime.item_upserts import ItemUpserts
 from app.realtime.live_store import LiveDatabase
-from app.realtime.overlay import LiveUsers, overlay
+from app.realtime.overlay import LiveUser, LiveUsers, overlay
 from app.realtime.records import EventDraft, LiveEvent, RecordedEvents
 from app.realtime.trending import Trending
 from app.settings import Settings
@@ -114,18 +115,52 @@ class Live:
             return live.derived[2]
         history: History | None = None
         if batch.known and live.endorsements and fold is not None:
-            if live.history is None or live.history[0] != version:
-                try:
-                    live.history = (version, await fold.history(batch.user_id, catalog))
-                except Exception as exc:  # the batch vector still serves
-                    log.warning("batch history of %s unavailable: %s", batch.user_id, exc)
-            history = live.history[1] if live.history and live.history[0] == version else None
+            reading = self._history(live, batch.user_id, version, fold, catalog)
+            try:
+                history = await asyncio.shield(reading)
+            except Exception as exc:  # the batch vector still serves; the next request retries
+                log.warning("batch history of %s unavailable: %s", batch.user_id, exc)
+                live.history = None
         cf: np.ndarray | None = None
         if fold is not None and live.endorsements and (history is not None or not batch.known):
             cf = fold.solve_with(history or History.empty(), live.endorsements, catalog)
         state = overlay(batch, live, catalog, self.settings.recent_items, cf, history)
         live.derived = (key, live.revision, state)
         return state
+
+    def prefetch(
+        self,
+        user_ids: list[str],
+        known: set[str],
+        version: str,
+        fold: FoldIn | None,
+        catalog: ItemCatalog,
+    ) -> None:
+        """Start reading the batch histories the next requests of these users will fold in, so
+        the request after an event does not wait for them (known: users the build saw)."""
+        if fold is None:
+            return
+        for user_id in dict.fromkeys(user_ids):
+            live = self.users.get(user_id)
+            if live is not None and live.endorsements and user_id in known:
+                self._history(live, user_id, version, fold, catalog)
+
+    @staticmethod
+    def _history(
+        live: LiveUser, user_id: str, version: str, fold: FoldIn, catalog: ItemCatalog
+    ) -> asyncio.Future[History]:
+        """The user's batch history in `version`: read once, shared by whoever needs it."""
+        if live.history is None or live.history[0] != version:
+            reading = asyncio.ensure_future(fold.history(user_id, catalog))
+            reading.add_done_callback(_observed)
+            live.history = (version, reading)
+        return live.history[1]
+
+
+def _observed(task: asyncio.Future[History]) -> None:
+    """Mark a failed read as seen (the waiting request logs it), so asyncio does not."""
+    if not task.cancelled():
+        task.exception()
 
 
 def rating_scale(manifest: Manifest, catalog: ItemCatalog) -> float:

@@ -10,6 +10,7 @@ shares moved toward the live endorsements. Batch states are cached and shared: n
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,7 +33,7 @@ class LiveUser:
     n_events: int = 0
     days: set[int] = field(default_factory=set)
     revision: int = 0  # bumped by every event: derived state is cached per revision
-    history: tuple[str, History] | None = None  # (version, batch history) for the fold-in
+    history: tuple[str, asyncio.Future[History]] | None = None  # (version, its batch history)
     derived: tuple[str, int, UserState] | None = None  # (catalog key, revision, state)
 
     def apply(self, event: LiveEvent, keep_recent: int) -> None:
