@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import unicodedata
 
 import strawberry
@@ -24,8 +23,6 @@ from schema.types import (
     StageReport,
     User,
 )
-
-log = logging.getLogger("shortlist.schema")
 
 MAX_ID_LENGTH = 256
 MAX_LABEL_LENGTH = 64

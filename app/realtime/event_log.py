@@ -95,6 +95,7 @@ class EventLog:
         if self._closed or self._writer is None:
             raise LiveStoreError("the event log is closed")
         done: asyncio.Future[list[LiveEvent]] = asyncio.get_running_loop().create_future()
+        done.add_done_callback(_observed)  # a caller that went away leaves no unseen error
         self._pending.append((events, done))
         self._wake.set()
         return await asyncio.shield(done)
@@ -189,6 +190,11 @@ class EventLog:
         if self._compaction is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._compaction
+
+
+def _observed(done: asyncio.Future[list[LiveEvent]]) -> None:
+    if not done.cancelled():
+        done.exception()
 
 
 def to_arrow(events: list[LiveEvent]) -> pa.Table:

@@ -21,7 +21,7 @@ from typing import Any
 import lancedb
 import pyarrow as pa
 
-from app.errors import ShortlistError
+from app.errors import CatalogError, ShortlistError
 
 EVENTS, ITEMS = "events", "items"
 
@@ -70,8 +70,14 @@ class LiveDatabase:
 
     @classmethod
     async def open(cls, path: Path) -> LiveDatabase:
-        path.mkdir(parents=True, exist_ok=True)
-        return cls(path, await lancedb.connect_async(str(path.resolve())))
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            return cls(path, await lancedb.connect_async(str(path.resolve())))
+        except OSError as exc:
+            raise CatalogError(
+                f"cannot open the live database at {path}: {exc}; the catalog root must be "
+                "writable by the server"
+            ) from exc
 
     async def table(self, name: str, schema: pa.Schema) -> Any:
         """The table, created empty with `schema` if missing."""
