@@ -104,7 +104,7 @@ async def _ingest(
                 await record([view(n)])
 
             def appends() -> int:
-                return engine.live.log.appends if engine.live is not None else 0
+                return engine.live.events.appends if engine.live is not None else 0
 
             first = appends()
             started = time.perf_counter()

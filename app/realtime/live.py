@@ -36,12 +36,12 @@ class Live:
         self,
         settings: Settings,
         database: LiveDatabase,
-        log_: EventLog,
+        events: EventLog,
         items: ItemUpserts,
     ) -> None:
         self.settings = settings
         self.database = database
-        self.log = log_
+        self.events = events  # the durable event log
         self.items = items
         self.intake = EventIntake(
             IntakeRules(
@@ -68,7 +68,7 @@ class Live:
         return live
 
     async def close(self) -> None:
-        await self.log.close()
+        await self.events.close()
 
     # --- events ---------------------------------------------------------------------------------
     async def record(
@@ -76,7 +76,7 @@ class Live:
     ) -> RecordedEvents:
         """Check, store durably and apply a call's events; returns once they are durable."""
         accepted, rejected = self.intake.check(drafts, catalog, rating_scale(manifest, catalog))
-        written = await self.log.append(accepted)
+        written = await self.events.append(accepted)
         return RecordedEvents(len(written), rejected, written[-1].seq if written else None)
 
     def apply(self, events: list[LiveEvent]) -> None:
@@ -93,15 +93,15 @@ class Live:
         Holds the log's lock, so no event is written meanwhile: the state ends exactly at the
         log's end. Call it with the lock not held.
         """
-        async with self.log.lock:
-            events = await self.log.read_after(watermark)
+        async with self.events.lock:
+            logged = await self.events.read_after(watermark)
             self.users.clear()
             self.trending.clear()
-            self.apply(events)
+            self.apply(logged)
             self.watermark = watermark
-        if events:
-            log.info("replayed %d live events after #%d", len(events), watermark)
-        return len(events)
+        if logged:
+            log.info("replayed %d live events after #%d", len(logged), watermark)
+        return len(logged)
 
     # --- user state -----------------------------------------------------------------------------
     async def user_state(

@@ -27,7 +27,7 @@ from tests.schema.conftest import (
 
 
 async def stored_events(client: httpx.AsyncClient) -> int:
-    return await client.app.state.engine.live.log.count()  # type: ignore[attr-defined, no-any-return]
+    return await client.app.state.engine.live.events.count()  # type: ignore[attr-defined, no-any-return]
 
 
 async def test_mutations_need_the_right_key_and_write_nothing_without_it(
