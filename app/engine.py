@@ -1,16 +1,23 @@
-"""The engine the API talks to: the loaded catalog version, the pipeline, and the caches.
+"""The engine the API talks to: the loaded catalog version, the pipeline, the live state, caches.
 
-One `Engine` is created in the Starlette lifespan; every request reads `engine.current` once,
-so it sees one consistent model version even while a new one is being swapped in.
+One `Engine` is created in the Starlette lifespan. Every request reads `engine.current` once and
+uses that `Loaded` throughout, so it sees one consistent catalog and model version even while a
+new one is swapped in: upserted items, a refreshed ANN index and a reloaded version all build a
+new `Loaded` and replace the reference in one assignment (one swap at a time, under a lock).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
+import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
+import lancedb
 import numpy as np
 from aiocache import SimpleMemoryCache
 
@@ -22,66 +29,123 @@ from app.domain import (
     UserState,
     UserView,
 )
-from app.errors import BadRequest
+from app.errors import BadRequest, CatalogError, ReloadFailed, ShortlistError
 from app.pipeline import Pipeline
+from app.realtime.fold_in import FoldIn
+from app.realtime.item_upserts import check_drafts
+from app.realtime.live import Live
+from app.realtime.records import EventDraft, ItemDraft, RecordedEvents, Reloaded, UpsertedItems
 from app.runtime import Runtime
 from app.settings import Settings
+from app.store import EVENTS, CatalogRoot
 
 MAX_COUNT = 200
+log = logging.getLogger("shortlist.engine")
 
 
 @dataclass
 class Loaded:
-    """A catalog version and the pipeline assembled on it."""
+    """A catalog version, the items upserted on top of it, and the pipeline assembled on it."""
 
     runtime: Runtime
     pipeline: Pipeline
+    fold_in: FoldIn | None = None
+    revision: int = 0  # how many catalog changes (upserts, re-indexes) were applied on top
+
+    @property
+    def key(self) -> str:
+        """Names this exact catalog: caches of anything derived from items are keyed by it."""
+        return f"{self.runtime.version}+{self.revision}"
 
 
 class Engine:
-    def __init__(self, settings: Settings, loaded: Loaded) -> None:
+    def __init__(self, settings: Settings, loaded: Loaded, live: Live | None = None) -> None:
         self.settings = settings
         self.current = loaded
+        self.live = live
         self.cache = SimpleMemoryCache()
+        self._swap = asyncio.Lock()  # one catalog change (upsert, re-index, reload) at a time
+        self._background: set[asyncio.Task[Any]] = set()
 
     @classmethod
-    async def start(cls, settings: Settings) -> Engine:
-        return cls(settings, await cls.load(settings))
+    async def start(cls, settings: Settings, live: bool = True) -> Engine:
+        """Open the serving version; with `live`, bring it up to date from the live database."""
+        opened = await Live.open(settings) if live else None
+        try:
+            engine = cls(settings, await cls.load(settings, None, opened), opened)
+            if opened is not None:
+                await engine._adopt(engine.current, replay=True)
+        except BaseException:
+            if opened is not None:
+                await opened.close()
+            raise
+        return engine
+
+    @classmethod
+    async def load(
+        cls, settings: Settings, version: str | None = None, live: Live | None = None
+    ) -> Loaded:
+        runtime = await Runtime.open(settings.db_path, version)
+        fold_in = FoldIn.for_version(runtime.items, runtime.manifest.cf, await _events(runtime))
+        return cls._assemble(settings, runtime, live, fold_in, 0)
 
     @staticmethod
-    async def load(settings: Settings, version: str | None = None) -> Loaded:
-        runtime = await Runtime.open(settings.db_path, version)
-        return Loaded(runtime, Pipeline.assemble(settings.pipeline, runtime, settings.faults))
+    def _assemble(
+        settings: Settings,
+        runtime: Runtime,
+        live: Live | None,
+        fold_in: FoldIn | None,
+        revision: int,
+    ) -> Loaded:
+        trending = live.trending if live is not None else None
+        pipeline = Pipeline.assemble(settings.pipeline, runtime, settings.faults, trending)
+        return Loaded(runtime, pipeline, fold_in, revision)
 
     async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self.live is not None:
+            await self.live.close()
         await self.cache.clear()
 
     # --- queries ------------------------------------------------------------------------------
-    async def recommend(self, request: RecommendationRequest) -> RecommendationResult:
+    async def recommend(
+        self, request: RecommendationRequest, loaded: Loaded | None = None
+    ) -> RecommendationResult:
+        """Recommendations on `loaded` (default: the current catalog, read once)."""
         if not 1 <= request.count <= MAX_COUNT:
             raise BadRequest(f"count must be between 1 and {MAX_COUNT}, got {request.count}")
-        loaded = self.current
+        loaded = loaded or self.current
         user = await self.user_state(loaded, request.user_id)
         return await loaded.pipeline.recommend(request, user)
 
     async def user_state(self, loaded: Loaded, user_id: str) -> UserState:
+        """The batch profile (cached) with the user's live events laid over it (never cached
+        past an event: the overlay is recomputed whenever the user's live revision moves)."""
         key = f"user:{loaded.runtime.version}:{user_id}"
         state = await self.cache.get(key)
         if state is None:
             state = loaded.pipeline.user_state(user_id)
             await self.cache.set(key, state, ttl=self.settings.user_cache_ttl_s)
-        return state  # type: ignore[no-any-return]
+        if self.live is None:
+            return state  # type: ignore[no-any-return]
+        return await self.live.user_state(
+            state, loaded.runtime.items, loaded.key, loaded.runtime.version, loaded.fold_in
+        )
 
-    async def similar_items(self, item_id: str, count: int) -> list[ScoredItemView]:
+    async def similar_items(
+        self, item_id: str, count: int, loaded: Loaded | None = None
+    ) -> list[ScoredItemView]:
         """Content and CF neighbours of an item, fused, never the item itself."""
         if not 1 <= count <= MAX_COUNT:
             raise BadRequest(f"count must be between 1 and {MAX_COUNT}, got {count}")
-        loaded = self.current
+        loaded = loaded or self.current
         runtime = loaded.runtime
         anchor = runtime.items.index_of(item_id)
         if anchor is None:
             return []
-        key = f"similar:{runtime.version}:{item_id}:{count}"
+        key = f"similar:{loaded.key}:{item_id}:{count}"
         cached = await self.cache.get(key)
         if cached is not None:
             return cached  # type: ignore[no-any-return]
@@ -102,21 +166,136 @@ class Engine:
         await self.cache.set(key, result, ttl=self.settings.similar_cache_ttl_s)
         return result
 
-    def item(self, item_id: str) -> ItemView | None:
-        runtime = self.current.runtime
+    def item(self, item_id: str, loaded: Loaded | None = None) -> ItemView | None:
+        runtime = (loaded or self.current).runtime
         index = runtime.items.index_of(item_id)
         return None if index is None else self.item_view(runtime, index)
 
     def items_by_index(self, runtime: Runtime, indexes: list[int]) -> list[ItemView]:
         return [self.item_view(runtime, i) for i in indexes]
 
-    async def user(self, user_id: str, history: int = 20) -> UserView | None:
-        loaded = self.current
+    async def user(
+        self, user_id: str, history: int = 20, loaded: Loaded | None = None
+    ) -> UserView | None:
+        loaded = loaded or self.current
         state = await self.user_state(loaded, user_id)
         if not state.known:
             return None
         recent = self.items_by_index(loaded.runtime, state.recent_items[:history])
         return UserView(user_id, True, state.n_events, state.genre_shares, recent)
+
+    # --- real time ----------------------------------------------------------------------------
+    async def record_events(self, drafts: list[EventDraft]) -> RecordedEvents:
+        """Check, durably store and apply events; returns once the accepted ones are durable."""
+        live = self._live()
+        if not drafts:
+            raise BadRequest("events must hold at least one event")
+        if len(drafts) > self.settings.max_events_per_call:
+            raise BadRequest(
+                f"at most {self.settings.max_events_per_call} events per call, got {len(drafts)}"
+            )
+        loaded = self.current
+        runtime = loaded.runtime
+        recorded = await live.record(drafts, runtime.items, runtime.manifest)
+        users = [d.user_id for d in drafts]
+        known = runtime.users.known(users)
+        live.prefetch(users, known, runtime.version, loaded.fold_in, runtime.items)
+        return recorded
+
+    async def upsert_items(self, drafts: list[ItemDraft]) -> UpsertedItems:
+        """Embed, store and serve new or changed items; the next request sees them."""
+        live = self._live()
+        drafts = check_drafts(drafts, self.settings.max_items_per_call)
+        vectors = await live.items.embed(drafts, self.current.runtime.manifest.content_dim)
+        async with self._swap:
+            rows = await live.items.record(drafts, vectors)
+            loaded = self.current
+            runtime, inserted, updated = await live.items.apply(loaded.runtime, rows)
+            if inserted or updated:
+                self.current = self._assemble(
+                    self.settings, runtime, live, loaded.fold_in, loaded.revision + 1
+                )
+        self._spawn(self.refresh_index())
+        return UpsertedItems(inserted, updated)
+
+    async def reload(self) -> Reloaded:
+        """Switch to the catalog root's CURRENT version if it is not the one serving.
+
+        The new version loads in the background (worker threads); requests keep being answered
+        by the old one, which stays if anything fails (ReloadFailed says why).
+        """
+        started = time.perf_counter()
+        async with self._swap:
+            previous = self.current.runtime.version
+            target = CatalogRoot(self.settings.db_path).current()
+            if target is None:
+                raise ReloadFailed(f"no CURRENT version in {self.settings.db_path}", previous)
+            if target == previous:
+                return Reloaded(previous, previous, False, 0, _ms(started))
+            try:
+                loaded = await self.load(self.settings, target, self.live)
+                replayed = await self._adopt(loaded, replay=False)
+            except Exception as exc:
+                log.error("reload of %s failed, still serving %s: %s", target, previous, exc)
+                reason = str(exc) if isinstance(exc, ShortlistError) else repr(exc)
+                raise ReloadFailed(
+                    f"could not load version {target}: {reason}; still serving {previous}",
+                    previous,
+                ) from exc
+        log.info("now serving %s (was %s)", target, previous)
+        return Reloaded(target, previous, True, replayed, _ms(started))
+
+    async def _adopt(self, loaded: Loaded, replay: bool) -> int:
+        """Apply the live items to `loaded`, replay the live events it has not trained on (if
+        `replay`, or if its training watermark differs from the live state's), and make it
+        current. Returns how many events were replayed."""
+        live = self._live()
+        rows = await live.items.stored()
+        if rows is not None:
+            runtime, inserted, updated = await live.items.apply(loaded.runtime, rows)
+            if inserted or updated:
+                loaded = self._assemble(
+                    self.settings, runtime, live, loaded.fold_in, loaded.revision + 1
+                )
+        watermark = loaded.runtime.manifest.live_watermark
+        replayed = 0
+        if replay or watermark != live.watermark:
+            replayed = await live.replay(watermark)
+        self.current = loaded  # no await since the replay: no event lands in between
+        return replayed
+
+    async def refresh_index(self, at_least: int | None = None) -> None:
+        """Bring the ANN indexes up to the appended items, then serve the refreshed table.
+
+        Runs after every upsert (in the background) and acts once `at_least` (default
+        SHORTLIST_REINDEX_AFTER_ITEMS) rows wait outside an index.
+        """
+        if self.live is None:
+            return
+        try:
+            async with self._swap:
+                loaded = self.current
+                refreshed = await self.live.items.refresh_index(
+                    loaded.runtime.path,
+                    self.settings.reindex_after_items if at_least is None else at_least,
+                )
+                if refreshed:
+                    runtime = await loaded.runtime.with_items(loaded.runtime.items)
+                    self.current = self._assemble(
+                        self.settings, runtime, self.live, loaded.fold_in, loaded.revision + 1
+                    )
+        except Exception as exc:  # an index refresh is an optimisation: searches stay correct
+            log.warning("refreshing the item index failed: %s", exc)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _live(self) -> Live:
+        if self.live is None:
+            raise CatalogError("this engine was started without its live database")
+        return self.live
 
     @staticmethod
     def item_view(runtime: Runtime, index: int) -> ItemView:
@@ -142,3 +321,17 @@ class Engine:
 
 def now() -> datetime:
     return datetime.now(tz=UTC)
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+async def _events(runtime: Runtime) -> Any | None:
+    """The version's events table (async), where fold-in reads a user's batch history."""
+    try:
+        db = await lancedb.connect_async(str(runtime.path.resolve()))
+        return await db.open_table(EVENTS)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        log.warning("no events table in %s: %s; fold-in uses live events only", runtime.path, exc)
+        return None

@@ -7,6 +7,7 @@ class ShortlistError(Exception):
     """An expected failure with a machine-readable code (reaches GraphQL as `extensions.code`)."""
 
     code = "SHORTLIST_ERROR"
+    details: dict[str, str] = {}  # noqa: RUF012 - more `extensions` for GraphQL, never mutated
 
 
 class InputError(ShortlistError):
@@ -61,3 +62,25 @@ class NotFound(ShortlistError):
     """An id that names nothing in the catalog."""
 
     code = "NOT_FOUND"
+
+
+class Unauthenticated(ShortlistError):
+    """No API key, or a key that is not one of the configured ones."""
+
+    code = "UNAUTHENTICATED"
+
+
+class Forbidden(ShortlistError):
+    """A valid key that may not do this, or an operation no key is configured for."""
+
+    code = "FORBIDDEN"
+
+
+class ReloadFailed(ShortlistError):
+    """A new version could not be loaded; the one serving before goes on serving."""
+
+    code = "RELOAD_FAILED"
+
+    def __init__(self, message: str, serving: str) -> None:
+        super().__init__(message)
+        self.details = {"modelVersion": serving}

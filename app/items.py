@@ -6,7 +6,7 @@ LanceDB. Loaded once per catalog version at start-up.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -76,7 +76,12 @@ class ItemCatalog:
 
     @classmethod
     def from_table(cls, table: Any) -> ItemCatalog:
-        arrow = table.to_arrow().select(COLUMNS).sort_by("item_index")
+        return cls.from_arrow(table.to_arrow())
+
+    @classmethod
+    def from_arrow(cls, rows: pa.Table) -> ItemCatalog:
+        """A catalog of these items-table rows, in item_index order."""
+        arrow = rows.select(COLUMNS).sort_by("item_index")
         genres = arrow["genres"].to_pylist()
         genre_names = sorted({g for gs in genres for g in gs})
         column = {g: i for i, g in enumerate(genre_names)}
@@ -125,3 +130,59 @@ class ItemCatalog:
     def index_of(self, item_id: str) -> int | None:
         found = int(self.indices_of([item_id])[0])
         return found if found >= 0 else None
+
+    def with_rows(self, rows: pa.Table) -> ItemCatalog:
+        """A new catalog with these items-table rows applied; this one is left untouched.
+
+        A row whose item_index is already in the catalog replaces that item; the others must
+        continue the numbering (len(self), len(self) + 1, ...) and are appended. Requests holding
+        the old catalog keep a consistent view while the new one is swapped in.
+        """
+        positions = np.sort(rows["item_index"].to_numpy(zero_copy_only=False).astype(np.int64))
+        part = ItemCatalog.from_arrow(rows)
+        n = len(self)
+        added = positions >= n
+        if not np.array_equal(positions[added], np.arange(n, n + int(added.sum()))):
+            raise ValueError("appended items must continue the item_index numbering")
+        size = n + int(added.sum())
+
+        def spread(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+            out = np.concatenate([old, new[added]]) if added.any() else old.copy()
+            out[positions[~added]] = new[~added]
+            return out
+
+        genre_names = self.genre_names + [g for g in part.genre_names if g not in self.genre_names]
+        genre_matrix = np.zeros((size, len(genre_names)), dtype=bool)
+        genre_matrix[:n, : len(self.genre_names)] = self.genre_matrix
+        genre_matrix[positions] = False
+        column = {g: i for i, g in enumerate(genre_names)}
+        genres = list(self.genres) + [[] for _ in range(size - n)]
+        for position, item_genres in zip(positions.tolist(), part.genres, strict=True):
+            genres[position] = item_genres
+            genre_matrix[position, [column[g] for g in item_genres]] = True
+
+        series_names = self.series_names + [
+            s for s in part.series_names if s not in self.series_names
+        ]
+        code = {s: i for i, s in enumerate(series_names)}
+        part_series = np.array(
+            [code[part.series_names[c]] if c >= 0 else -1 for c in part.series.tolist()],
+            dtype=np.int32,
+        )
+
+        special: dict[str, Any] = {
+            "index": None,
+            "genres": genres,
+            "genre_names": genre_names,
+            "genre_matrix": genre_matrix,
+            "series": spread(self.series, part_series),
+            "series_names": series_names,
+        }
+        values: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name in special:
+                values[f.name] = special[f.name]
+            else:
+                values[f.name] = spread(getattr(self, f.name), getattr(part, f.name))
+        values["index"] = pd.Index(values["ids"])
+        return ItemCatalog(**values)

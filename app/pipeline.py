@@ -31,6 +31,7 @@ from app.candidates.sources import (
     ItemToItem,
     Popular,
 )
+from app.candidates.sources.popular import TrendingSignal
 from app.deadlines import Fault, run_within
 from app.domain import (
     Candidates,
@@ -78,8 +79,13 @@ class Pipeline:
 
     @classmethod
     def assemble(
-        cls, config: PipelineConfig, runtime: Runtime, faults: dict[str, Fault] | None = None
+        cls,
+        config: PipelineConfig,
+        runtime: Runtime,
+        faults: dict[str, Fault] | None = None,
+        trending: TrendingSignal | None = None,
     ) -> Pipeline:
+        """The request path on `runtime`; `trending` (live state) reorders the popular source."""
         items, c = runtime.items, config.candidates
         sources = [
             CfAnn(c.cf_ann, runtime.cf_index),
@@ -88,7 +94,7 @@ class Pipeline:
             ItemKnn(c.item_knn, runtime.relations.get("item_knn")),
             Ease(c.ease, runtime.relations.get("ease")),
             Fresh(c.fresh, items),
-            Popular(c.popular, items),
+            Popular(c.popular, items, trending),
             Exploration(c.exploration, items),
         ]
         faults = faults or {}

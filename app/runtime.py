@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,16 +37,18 @@ class Runtime:
 
     @classmethod
     async def open(cls, root: Path, version: str | None = None) -> Runtime:
-        """Open the serving version (CURRENT) of a catalog root, or a given version."""
-        catalog = CatalogRoot(root).open(version)
+        """Open the serving version (CURRENT) of a catalog root, or a given version.
+
+        The reading and decoding run in a worker thread, so a server loading a new version keeps
+        answering requests meanwhile.
+        """
+        catalog = await asyncio.to_thread(CatalogRoot(root).open, version)
         return await cls.open_version(catalog)
 
     @classmethod
     async def open_version(cls, catalog: CatalogVersion) -> Runtime:
-        items = ItemCatalog.from_table(catalog.table(ITEMS))
-        users = UserProfiles.from_table(catalog.table(USERS), items)
-        db = await lancedb.connect_async(str(catalog.path))
-        table = await db.open_table(ITEMS)
+        items, users, ranker_model, relations = await asyncio.to_thread(_read_models, catalog)
+        table = await open_items_table(catalog.path)
         indexes = catalog.manifest.indexes
         missing = {"cf_vector", "content_vector"} - set(indexes)
         if missing:
@@ -64,10 +68,40 @@ class Runtime:
                 indexes["content_vector"].search,
                 indexes["content_vector"].k,
             ),
-            ranker_model=Ranker.load_model(catalog.path),
-            relations=_relations(catalog.path, len(items)),
+            ranker_model=ranker_model,
+            relations=relations,
             fusion=_fusion(catalog),
         )
+
+    async def with_items(self, items: ItemCatalog) -> Runtime:
+        """This version with a grown or updated item catalog (items upserted while serving).
+
+        The items table is opened afresh, so its ANN searches see exactly the rows `items` holds;
+        the runtime this one replaces keeps its own handle, pinned at the older table version.
+        Items added after the build have no item-item relations: the tables skip them.
+        """
+        table = await open_items_table(self.path)
+        return dataclasses.replace(
+            self,
+            items=items,
+            cf_index=dataclasses.replace(self.cf_index, table=table),
+            content_index=dataclasses.replace(self.content_index, table=table),
+        )
+
+
+async def open_items_table(path: Path) -> Any:
+    """An async handle on a version's items table at its newest table version."""
+    db = await lancedb.connect_async(str(path.resolve()))
+    return await db.open_table(ITEMS)
+
+
+def _read_models(
+    catalog: CatalogVersion,
+) -> tuple[ItemCatalog, UserProfiles, Any | None, dict[str, ItemRelations]]:
+    items = ItemCatalog.from_table(catalog.table(ITEMS))
+    users = UserProfiles.from_table(catalog.table(USERS), items)
+    relations = _relations(catalog.path, len(items))
+    return items, users, Ranker.load_model(catalog.path), relations
 
 
 def _fusion(catalog: CatalogVersion) -> Fusion:

@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,6 +19,7 @@ from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Route
 
 from app.engine import Engine
+from app.errors import ShortlistError
 from app.settings import Settings
 
 log = logging.getLogger("shortlist.server")
@@ -28,9 +31,11 @@ def create_app(settings: Settings, graphql: Any) -> Starlette:
         engine = await Engine.start(settings)
         app.state.engine = engine
         log.info("serving %s from %s", engine.current.runtime.version, settings.db_path)
+        hangup = _reload_on_sighup(engine)
         try:
             yield
         finally:
+            hangup()
             await engine.close()
 
     async def healthz(request: Request) -> JSONResponse:
@@ -54,3 +59,33 @@ def create_app(settings: Settings, graphql: Any) -> Starlette:
         ],
         lifespan=lifespan,
     )
+
+
+def _reload_on_sighup(engine: Engine) -> Callable[[], None]:
+    """SIGHUP loads the newest built version in the background; returns the undo."""
+    loop = asyncio.get_running_loop()
+    running: set[asyncio.Task[None]] = set()
+
+    async def reload() -> None:
+        try:
+            result = await engine.reload()
+            log.info("SIGHUP: serving %s (switched: %s)", result.model_version, result.switched)
+        except ShortlistError as exc:
+            log.error("SIGHUP: %s", exc)
+
+    def on_hangup() -> None:
+        task = loop.create_task(reload())
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    except (NotImplementedError, RuntimeError, ValueError):  # no signals here (thread, Windows)
+        return lambda: None
+
+    def undo() -> None:
+        loop.remove_signal_handler(signal.SIGHUP)
+        for task in running:
+            task.cancel()
+
+    return undo

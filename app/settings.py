@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.deadlines import Fault
@@ -22,7 +22,8 @@ class Settings(BaseSettings):
     # --- catalog -----------------------------------------------------------------------------
     db_path: Path = Field(
         Path("data/shortlist.lancedb"),
-        description="Catalog root: versions/<id>/ (LanceDB tables, models) and CURRENT.",
+        description="Catalog root: versions/<id>/ (LanceDB tables, models) and CURRENT; live/ "
+        "holds the events and items the server was told since.",
     )
     keep_versions: int = Field(
         3, ge=1, description="Built versions kept on disk (serving one included)."
@@ -120,6 +121,57 @@ class Settings(BaseSettings):
     user_cache_ttl_s: float = Field(30.0, ge=0, description="TTL of cached user states.")
     similar_cache_ttl_s: float = Field(300.0, ge=0, description="TTL of cached similar items.")
     graphiql: bool = Field(True, description="Serve the GraphiQL IDE at /graphql.")
+
+    # --- real time ----------------------------------------------------------------------------
+    api_key: SecretStr | None = Field(
+        None,
+        description="Key for recordEvents, sent as the X-API-Key header. Unset: every mutation "
+        "is refused.",
+    )
+    admin_key: SecretStr | None = Field(
+        None,
+        description="Key for upsertItems and reloadModels (X-API-Key); also good for "
+        "recordEvents. Unset: admin mutations are refused.",
+    )
+    max_events_per_call: int = Field(
+        1000, ge=1, le=100_000, description="Most events one recordEvents call takes."
+    )
+    max_items_per_call: int = Field(
+        100, ge=1, le=10_000, description="Most items one upsertItems call takes."
+    )
+    event_rate_per_user: float = Field(
+        10.0, gt=0, description="Events per second a user may send, on average (token bucket)."
+    )
+    event_burst_per_user: int = Field(
+        300, ge=1, description="Events a user may send at once before the rate applies."
+    )
+    event_max_future_s: float = Field(
+        300.0, ge=0, description="How far in the future an event's `at` may lie (clock skew)."
+    )
+    events_fsync: bool = Field(
+        True,
+        description="fsync every append to the live events before acknowledging it: "
+        "acknowledged events then survive a power cut, not only a killed process.",
+    )
+    events_compact_every: int = Field(
+        64, ge=1, description="Appends between background compactions of the live events."
+    )
+    trending_half_life_hours: float = Field(
+        6.0, gt=0, description="Half-life of a user's contribution to an item's trending score."
+    )
+    reindex_after_items: int = Field(
+        256,
+        ge=1,
+        description="Upserted items waiting outside an ANN index that start a background "
+        "re-index (LanceDB optimize).",
+    )
+
+    @field_validator("api_key", "admin_key")
+    @classmethod
+    def _blank_key_is_no_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return value
 
     @field_validator("text_model")
     @classmethod

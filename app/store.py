@@ -5,6 +5,9 @@ Layout of a catalog root (`Settings.db_path`):
     CURRENT                 the serving version's id, replaced atomically (os.replace)
     versions/<id>/          one complete build: LanceDB tables items, users, events,
                             manifest.json and model files (numpy .npy, CatBoost .cbm)
+    live/                   what the server was told since: LanceDB tables events (every
+                            acknowledged event) and items (every upserted item); it outlives
+                            versions, and each new version is brought up to date from it
 
 A build writes a new version directory and only then points CURRENT at it, so a failed build
 never replaces a good catalog, and a server reading CURRENT sees one consistent version.
@@ -37,6 +40,7 @@ RELATIONS = {
     "ease_top": ("ease_items.npy", "ease_top_weights.npy"),  # absent: the same as ease
 }
 CURRENT = "CURRENT"
+LIVE = "live"
 CONTENT_DIM = 384
 
 
@@ -130,6 +134,10 @@ class Manifest(BaseModel):
     cf: dict[str, Any]
     cf_dim: int
     reference_time: int = Field(description="Unix seconds of the newest training event.")
+    rating_max: float | None = Field(None, description="Top of the training events' rating scale.")
+    live_watermark: int = Field(
+        -1, description="Sequence number of the newest live event the build trained on; -1: none."
+    )
     indexes: dict[str, IndexChoice] = Field(default_factory=dict)
     relations: dict[str, Any] = Field(
         default_factory=dict, description="Item-item relation tables built, and how."
@@ -151,6 +159,10 @@ class CatalogRoot:
     @property
     def versions_dir(self) -> Path:
         return self.path / "versions"
+
+    @property
+    def live_dir(self) -> Path:
+        return self.path / LIVE
 
     def new_version(self) -> tuple[str, Path]:
         """Reserve a fresh, empty version directory (not yet serving)."""

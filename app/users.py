@@ -63,6 +63,11 @@ class UserProfiles:
             content=_matrix(arrow["content_vector"]),
         )
 
+    def known(self, user_ids: list[str]) -> set[str]:
+        """Which of these users the build saw."""
+        rows = self.index.get_indexer(pd.Index(user_ids)).tolist()
+        return {user for user, row in zip(user_ids, rows, strict=True) if row >= 0}
+
     def state(self, user_id: str) -> UserState:
         """The user's batch state; an unknown user gets an empty, cold-start state."""
         row = self.index.get_indexer(pd.Index([user_id]))[0]

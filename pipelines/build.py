@@ -33,6 +33,7 @@ from pipelines.cf import endorsement_matrix, train_cf
 from pipelines.index import choose_index
 from pipelines.ingest import load_source
 from pipelines.ingest.raw import RawCatalog
+from pipelines.live_data import with_live_data
 from pipelines.neighbours import MAX_ITEMS as MAX_NEIGHBOUR_ITEMS
 from pipelines.neighbours import item_neighbours
 from pipelines.ranker import collect_training_data, train_ranker
@@ -98,13 +99,29 @@ def build(source: Path, fmt: str, settings: Settings, reporter: Reporter | None 
         step.note = f"{len(raw.items):,} items"
         if raw.unknown_item_events:
             step.note += f", {raw.unknown_item_events:,} events for unknown items skipped"
-    return build_catalog(raw, settings, reporter, started)
+    with reporter.step("live") as step:
+        raw, watermark, counts = with_live_data(raw, settings.db_path)
+        step.rows = counts.get("live_events", 0)
+        step.note = (
+            f"{counts['live_events']:,} live events, {counts['live_items']:,} upserted items "
+            f"(up to #{watermark})"
+            if counts
+            else "no live data"
+        )
+    return build_catalog(raw, settings, reporter, started, live_watermark=watermark)
 
 
 def build_catalog(
-    raw: RawCatalog, settings: Settings, reporter: Reporter, started: float | None = None
+    raw: RawCatalog,
+    settings: Settings,
+    reporter: Reporter,
+    started: float | None = None,
+    live_watermark: int = -1,
 ) -> Manifest:
-    """Embed, train, index and publish a new version from ingested data."""
+    """Embed, train, index and publish a new version from ingested data.
+
+    `live_watermark`: the newest live event in `raw` (see pipelines.live_data), -1 for none.
+    """
     started = time.time() if started is None else started
     if raw.events.empty:
         raise InputError("no events left to learn from", file=raw.source)
@@ -128,6 +145,7 @@ def build_catalog(
         )
         manifest.ranker = learned.ranker
         manifest.fusion = learned.fusion
+        manifest.live_watermark = live_watermark
         write_manifest(path, manifest)
         with reporter.step("publish") as step:
             root.publish(version)
@@ -387,6 +405,7 @@ def _build_version(
         cf={"algorithm": cf.algorithm, "measurements": cf.measurements, "params": cf.params},
         cf_dim=int(cf.item_factors.shape[1]),
         reference_time=reference_time,
+        rating_max=top_rating,
         indexes=indexes,
         relations=relations,
         settings=settings.model_dump(mode="json"),

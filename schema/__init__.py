@@ -1,4 +1,4 @@
-"""Shortlist's GraphQL schema (Strawberry): types, queries, context - and nothing else."""
+"""Shortlist's GraphQL schema (Strawberry): types, queries, mutations, context - nothing else."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import strawberry
 from strawberry.extensions import MaxTokensLimiter, QueryDepthLimiter
 
 from schema.errors import ShortlistSchema
+from schema.mutations import Mutation
 from schema.queries import Query
 
 MAX_DEPTH = 10
@@ -15,6 +16,7 @@ MAX_TOKENS = 2000
 def create_schema() -> strawberry.Schema:
     return ShortlistSchema(
         query=Query,
+        mutation=Mutation,
         extensions=[
             lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),

@@ -8,7 +8,19 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.types import ExecutionContext
 
+from app.errors import ShortlistError
+
 log = logging.getLogger("shortlist.schema")
+
+
+def graphql_error(exc: Exception) -> GraphQLError:
+    """An expected failure keeps its message and code; anything else is logged and masked."""
+    if isinstance(exc, ShortlistError):
+        return GraphQLError(str(exc), extensions={"code": exc.code, **exc.details})
+    log.exception("unexpected error in a resolver")
+    return GraphQLError(
+        "internal error: the request could not be answered", extensions={"code": "INTERNAL"}
+    )
 
 
 class ShortlistSchema(strawberry.Schema):

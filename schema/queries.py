@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import unicodedata
 
 import strawberry
-from graphql import GraphQLError
 
 from app import domain
 from app.engine import MAX_COUNT, now
-from app.errors import BadRequest, ShortlistError
+from app.errors import BadRequest
 from schema.context import Context
+from schema.errors import graphql_error
 from schema.explain import summary
 from schema.types import (
     Item,
@@ -25,22 +24,13 @@ from schema.types import (
     User,
 )
 
-log = logging.getLogger("shortlist.schema")
-
 MAX_ID_LENGTH = 256
 MAX_LABEL_LENGTH = 64
 MAX_FILTER_IDS = 1000
 MAX_GENRES = 50
 
 
-def _error(exc: Exception) -> GraphQLError:
-    """An expected failure keeps its message and code; anything else is logged and masked."""
-    if isinstance(exc, ShortlistError):
-        return GraphQLError(str(exc), extensions={"code": exc.code})
-    log.exception("unexpected error in a resolver")
-    return GraphQLError(
-        "internal error: the request could not be answered", extensions={"code": "INTERNAL"}
-    )
+_error = graphql_error
 
 
 def _clean_id(value: str, what: str) -> str:
@@ -118,10 +108,11 @@ class Query:
                 filter=_filter(filter),
                 explain=_wants_explain(info),
             )
-            result = await engine.recommend(request)
+            loaded = info.context.loaded  # ids and metadata from the catalog that ranked
+            result = await engine.recommend(request, loaded)
         except Exception as exc:
             raise _error(exc) from None
-        runtime = engine.current.runtime
+        runtime = loaded.runtime
         anchors = {
             h.anchor: engine.item_view(runtime, h.anchor)
             for p in result.picks
@@ -152,7 +143,9 @@ class Query:
         self, info: strawberry.Info[Context, None], item_id: strawberry.ID, count: int = 10
     ) -> list[ScoredItem]:
         try:
-            found = await info.context.engine.similar_items(_clean_id(item_id, "itemId"), count)
+            found = await info.context.engine.similar_items(
+                _clean_id(item_id, "itemId"), count, info.context.loaded
+            )
         except Exception as exc:
             raise _error(exc) from None
         return [ScoredItem.from_domain(s) for s in found]
@@ -160,7 +153,7 @@ class Query:
     @strawberry.field(description="One item by id, or null.")
     def item(self, info: strawberry.Info[Context, None], id: strawberry.ID) -> Item | None:
         try:
-            view = info.context.engine.item(_clean_id(id, "id"))
+            view = info.context.engine.item(_clean_id(id, "id"), info.context.loaded)
         except Exception as exc:
             raise _error(exc) from None
         return Item.from_domain(view) if view else None
@@ -168,7 +161,7 @@ class Query:
     @strawberry.field(description="One user with recent history, or null when unknown.")
     async def user(self, info: strawberry.Info[Context, None], id: strawberry.ID) -> User | None:
         try:
-            view = await info.context.engine.user(_clean_id(id, "id"))
+            view = await info.context.engine.user(_clean_id(id, "id"), loaded=info.context.loaded)
         except Exception as exc:
             raise _error(exc) from None
         return User.from_domain(view) if view else None

@@ -1,0 +1,172 @@
+"""The real-time side of the engine: event intake, the durable log, and the live state it feeds.
+
+`Live` owns the live database (`<db_path>/live/`), the per-user overlay and trending counters.
+Every durable event is applied to both, in sequence order, before its call is acknowledged.
+On start-up and on every version switch the live state is rebuilt from the log: every event
+newer than the version's training watermark (`Manifest.live_watermark`) is replayed, so a
+version trained on some live events never counts them twice, and a killed server loses nothing
+it acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import numpy as np
+
+from app.domain import UserState
+from app.items import ItemCatalog
+from app.realtime.event_log import EventLog
+from app.realtime.fold_in import FoldIn, History
+from app.realtime.intake import EventIntake, IntakeRules
+from app.realtime.item_upserts import ItemUpserts
+from app.realtime.live_store import LiveDatabase
+from app.realtime.overlay import LiveUser, LiveUsers, overlay
+from app.realtime.records import EventDraft, LiveEvent, RecordedEvents
+from app.realtime.trending import Trending
+from app.settings import Settings
+from app.store import CatalogRoot, Manifest
+
+log = logging.getLogger("shortlist.realtime")
+
+
+class Live:
+    def __init__(
+        self,
+        settings: Settings,
+        database: LiveDatabase,
+        events: EventLog,
+        items: ItemUpserts,
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.events = events  # the durable event log
+        self.items = items
+        self.intake = EventIntake(
+            IntakeRules(
+                max_future_s=settings.event_max_future_s,
+                rate_per_user=settings.event_rate_per_user,
+                burst_per_user=settings.event_burst_per_user,
+            )
+        )
+        self.users = LiveUsers(settings.recent_items)
+        self.trending = Trending(settings.trending_half_life_hours * 3600.0)
+        self.watermark = -1  # live events up to here are in the serving version's training
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Live:
+        database = await LiveDatabase.open(CatalogRoot(settings.db_path).live_dir)
+        event_log = await EventLog.open(
+            database, fsync=settings.events_fsync, compact_every=settings.events_compact_every
+        )
+        items = ItemUpserts(
+            database, settings.text_model, settings.threads, settings.embed_batch_size
+        )
+        live = cls(settings, database, event_log, items)
+        event_log.start(live.apply)
+        return live
+
+    async def close(self) -> None:
+        await self.events.close()
+
+    # --- events ---------------------------------------------------------------------------------
+    async def record(
+        self, drafts: list[EventDraft], catalog: ItemCatalog, manifest: Manifest
+    ) -> RecordedEvents:
+        """Check, store durably and apply a call's events; returns once they are durable."""
+        accepted, rejected = self.intake.check(drafts, catalog, rating_scale(manifest, catalog))
+        written = await self.events.append(accepted)
+        return RecordedEvents(len(written), rejected, written[-1].seq if written else None)
+
+    def apply(self, events: list[LiveEvent]) -> None:
+        """Apply durable events, in sequence order, to the overlay and the trending counters."""
+        for event in events:
+            self.users.apply(event)
+            if event.weight >= 1.0:
+                moment = min(event.at_ms, event.received_ms) / 1000.0
+                self.trending.add(event.user_id, event.item_id, moment)
+
+    async def replay(self, watermark: int) -> int:
+        """Rebuild the live state from every logged event after `watermark`.
+
+        Holds the log's lock, so no event is written meanwhile: the state ends exactly at the
+        log's end. Call it with the lock not held.
+        """
+        async with self.events.lock:
+            logged = await self.events.read_after(watermark)
+            self.users.clear()
+            self.trending.clear()
+            self.apply(logged)
+            self.watermark = watermark
+        if logged:
+            log.info("replayed %d live events after #%d", len(logged), watermark)
+        return len(logged)
+
+    # --- user state -----------------------------------------------------------------------------
+    async def user_state(
+        self, batch: UserState, catalog: ItemCatalog, key: str, version: str, fold: FoldIn | None
+    ) -> UserState:
+        """The batch state with the user's live events laid over it (the batch one if none)."""
+        live = self.users.get(batch.user_id)
+        if live is None:
+            return batch
+        if live.derived is not None and live.derived[:2] == (key, live.revision):
+            return live.derived[2]
+        history: History | None = None
+        if batch.known and live.endorsements and fold is not None:
+            reading = self._history(live, batch.user_id, version, fold, catalog)
+            try:
+                history = await asyncio.shield(reading)
+            except Exception as exc:  # the batch vector still serves; the next request retries
+                log.warning("batch history of %s unavailable: %s", batch.user_id, exc)
+                live.history = None
+        cf: np.ndarray | None = None
+        if fold is not None and live.endorsements and (history is not None or not batch.known):
+            cf = fold.solve_with(history or History.empty(), live.endorsements, catalog)
+        state = overlay(batch, live, catalog, self.settings.recent_items, cf, history)
+        live.derived = (key, live.revision, state)
+        return state
+
+    def prefetch(
+        self,
+        user_ids: list[str],
+        known: set[str],
+        version: str,
+        fold: FoldIn | None,
+        catalog: ItemCatalog,
+    ) -> None:
+        """Start reading the batch histories the next requests of these users will fold in, so
+        the request after an event does not wait for them (known: users the build saw)."""
+        if fold is None:
+            return
+        for user_id in dict.fromkeys(user_ids):
+            live = self.users.get(user_id)
+            if live is not None and live.endorsements and user_id in known:
+                self._history(live, user_id, version, fold, catalog)
+
+    @staticmethod
+    def _history(
+        live: LiveUser, user_id: str, version: str, fold: FoldIn, catalog: ItemCatalog
+    ) -> asyncio.Future[History]:
+        """The user's batch history in `version`: read once, shared by whoever needs it."""
+        if live.history is None or live.history[0] != version:
+            reading = asyncio.ensure_future(fold.history(user_id, catalog))
+            reading.add_done_callback(_observed)
+            live.history = (version, reading)
+        return live.history[1]
+
+
+def _observed(task: asyncio.Future[History]) -> None:
+    """Mark a failed read as seen (the waiting request logs it), so asyncio does not."""
+    if not task.cancelled():
+        task.exception()
+
+
+def rating_scale(manifest: Manifest, catalog: ItemCatalog) -> float:
+    """Top of the rating scale: the build's, or guessed from mean ratings as the build does."""
+    if manifest.rating_max:
+        return float(manifest.rating_max)
+    rated = catalog.mean_rating[~np.isnan(catalog.mean_rating)]
+    top = float(rated.max()) if len(rated) else 5.0
+    return 5.0 if top <= 5.0 else 10.0 if top <= 10.0 else 100.0

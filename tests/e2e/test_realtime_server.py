@@ -1,0 +1,168 @@
+"""A real `shortlist serve` process: acknowledged events survive kill -9; SIGHUP swaps versions."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import lancedb
+
+from app.store import MANIFEST, CatalogRoot
+from tests.conftest import ROOT
+from tests.e2e.test_server import _free_port
+
+KEY, ADMIN = "e2e-events-key", "e2e-admin-key"
+EVENTS = "mutation($e: [EventInput!]!) { recordEvents(events: $e) { accepted } }"
+RECS = "query($u: ID!) { recommendations(userId: $u, count: 50) { items { item { id } } } }"
+
+
+class Server:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {
+            **os.environ,
+            "SHORTLIST_API_KEY": KEY,
+            "SHORTLIST_ADMIN_KEY": ADMIN,
+            "SHORTLIST_PIPELINE": json.dumps({"budget_ms": 5000, "candidates_ms": 4000}),
+        }
+        command = ["-c", "from pipelines.cli import main; main()", "serve", "--db", str(root)]
+        self.process = subprocess.Popen(
+            [sys.executable, *command, "--port", str(self.port)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def ready(self) -> dict[str, Any]:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.process.stderr.read()  # type: ignore[union-attr]
+            try:
+                response = httpx.get(f"{self.url}/readyz", timeout=2)
+                if response.status_code == 200:
+                    return response.json()  # type: ignore[no-any-return]
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError("the server did not become ready")
+
+    def post(self, query: str, key: str | None = KEY, **variables: Any) -> dict[str, Any]:
+        response = httpx.post(
+            f"{self.url}/graphql",
+            json={"query": query, "variables": variables},
+            headers={"x-api-key": key} if key else {},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+
+
+def _recommended(server: Server, user: str) -> list[str]:
+    data = server.post(RECS, u=user)
+    return [i["item"]["id"] for i in data["data"]["recommendations"]["items"]]
+
+
+def test_acknowledged_events_survive_kill_9_and_sighup_swaps_versions(
+    built_catalog: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "shortlist.lancedb"
+    shutil.copytree(built_catalog, root, ignore=shutil.ignore_patterns("live"))
+    version = CatalogRoot(root).open()
+    user = str(version.table("users").to_pandas()["user_id"].iloc[7])
+    item_ids = version.table("items").to_pandas()["item_id"].tolist()
+
+    server = Server(root)
+    acknowledged: list[str] = []
+    try:
+        server.ready()
+        dismissed = _recommended(server, user)[0]
+        data = server.post(EVENTS, e=[{"userId": user, "itemId": dismissed, "event": "DISMISS"}])
+        assert data["data"]["recordEvents"]["accepted"] == 1
+        assert dismissed not in _recommended(server, user)
+
+        stop = threading.Event()
+
+        def keep_sending() -> None:
+            batch = 0
+            while not stop.is_set():
+                session = f"batch-{batch}"
+                events = [
+                    {
+                        "userId": f"load{(batch * 10 + n) % 97}",
+                        "itemId": item_ids[(batch * 10 + n) % len(item_ids)],
+                        "event": "VIEW",
+                        "sessionId": session,
+                    }
+                    for n in range(10)
+                ]
+                try:
+                    data = server.post(EVENTS, e=events)
+                except (httpx.TransportError, AssertionError):
+                    return  # the server is gone: this batch was never acknowledged
+                if data.get("data") and data["data"]["recordEvents"]["accepted"] == 10:
+                    acknowledged.append(session)
+                batch += 1
+
+        sender = threading.Thread(target=keep_sending)
+        sender.start()
+        while len(acknowledged) < 25 and sender.is_alive():
+            time.sleep(0.05)
+        server.process.send_signal(signal.SIGKILL)  # while batches are still in flight
+        server.process.wait(timeout=30)
+        stop.set()
+        sender.join(timeout=60)
+    finally:
+        server.stop()
+
+    assert len(acknowledged) >= 25
+    events = lancedb.connect(str(root / "live")).open_table("events").to_pandas()
+    stored = set(events["session_id"].dropna())
+    missing = [s for s in acknowledged if s not in stored]
+    assert not missing, f"acknowledged but lost: {missing}"
+    assert ((events["user_id"] == user) & (events["event"] == "dismiss")).sum() == 1
+
+    restarted = Server(root)
+    try:
+        first = restarted.ready()["modelVersion"]
+        assert dismissed not in _recommended(restarted, user), "replayed after the crash"
+        load0 = int((events["user_id"] == "load0").sum())
+        data = restarted.post('{ user(id: "load0") { eventCount } }')
+        assert data["data"]["user"]["eventCount"] == load0
+
+        # a new version appears (a copy stands in for a build); SIGHUP switches to it
+        catalog = CatalogRoot(root)
+        second = "v29990101-000000-000"
+        shutil.copytree(catalog.versions_dir / first, catalog.versions_dir / second)
+        manifest = json.loads((catalog.versions_dir / second / MANIFEST).read_text())
+        (catalog.versions_dir / second / MANIFEST).write_text(
+            json.dumps({**manifest, "version": second})
+        )
+        catalog.publish(second)
+        restarted.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 120
+        while restarted.ready()["modelVersion"] != second:
+            assert time.monotonic() < deadline, "SIGHUP did not switch the version"
+            time.sleep(0.2)
+        assert dismissed not in _recommended(restarted, user), "live state kept across the swap"
+    finally:
+        restarted.stop()
