@@ -90,6 +90,8 @@ def fit_calibrated(
     prior = sum(p.sum() for p in positives.values()) / all_hits if all_hits else 0.0
     rates = {}
     for source, total in totals.items():
-        smoothed = (positives[source] + smoothing * prior) / (total + smoothing)
+        seen = total + smoothing > 0
+        smoothed = np.full(BANDS, prior)
+        smoothed[seen] = (positives[source][seen] + smoothing * prior) / (total[seen] + smoothing)
         rates[source] = np.minimum.accumulate(smoothed).tolist()  # never rising with depth
     return Calibrated(rates)

@@ -88,6 +88,9 @@ async def _ask_pipeline(
 ) -> MethodResult:
     pipeline = Pipeline.assemble(config, runtime)
     result = MethodResult(name)
+    if users:  # the first request opens index files: not a served request's cost
+        first = users[0]
+        await pipeline.recommend(RecommendationRequest(first.user_id, k, first.at, first.device))
     for user in users:
         request = RecommendationRequest(user.user_id, k, user.at, user.device)
         state = pipeline.user_state(user.user_id)

@@ -274,3 +274,26 @@ def test_model_scores_do_not_depend_on_the_models_scale(scale, shift):
     b = assemble(AT, None, user(), candidates([2, 0, 5, 3, 1], moved), rescaled)
     for name in ("cf_dot", "recent_cf_max", "popularity_log", "score_cf_ann"):
         np.testing.assert_allclose(a[:, COL[name]], b[:, COL[name]], err_msg=name)
+
+
+def test_affinities_through_the_item_relations():
+    from app.item_relations import DenseRelations, NeighbourRelations
+
+    knn = NeighbourRelations(
+        np.array([[2, 3], [0, -1], [-1, -1], [-1, -1], [-1, -1], [-1, -1]], np.int32),
+        np.array([[0.5, 0.2], [0.9, 0], [0, 0], [0, 0], [0, 0], [0, 0]], np.float32),
+    )
+    weights = np.array([[0, 0.4, -0.3], [0.1, 0, 0.2], [0.3, 0.6, 0]], np.float32)
+    ease = DenseRelations(np.array([0, 2, 5]), weights)
+    state = user(history=np.array([0, 1]), history_weights=np.array([1.0, 2.0], np.float32))
+    relations = {"item_knn": knn, "ease": ease, "ease_top": ease}
+    x = assemble(AT, None, state, CANDIDATES, catalog(), relations)
+    # candidates 2, 0, 5, 3, 1. knn raw: 2 -> 0.5, 0 -> 1.8, 5 -> 0, 3 -> 0.2, 1 -> 0
+    assert_col(x, "item_knn_affinity", [0.75, 1, 0, 0.5, 0])
+    # ease raw (history 0 with weight 1; 1 is not covered): 2 -> 0.4, 0 -> 0, 5 -> -0.3
+    assert_col(x, "ease_affinity", [1, 0.25, 0, 0.25, 0.25])
+    assert_col(x, "ease_top_affinity", [1, 0.25, 0, 0.25, 0.25])
+    # no table, or no history: unknown
+    assert np.isnan(assemble(AT, None, state, CANDIDATES, catalog())[:, COL["ease_affinity"]]).all()
+    none = assemble(AT, None, user(), CANDIDATES, catalog(), relations)
+    assert np.isnan(none[:, COL["item_knn_affinity"]]).all()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from app.errors import InputError
 from app.settings import Settings
 from app.store import CURRENT, CatalogRoot
 from pipelines.build import build
-from tests.conftest import ROOT, ml_small_or_skip
+from tests.conftest import ROOT
 
 
 def _vectors(table, column: str) -> np.ndarray:
@@ -116,37 +115,3 @@ def test_cli_bad_input_exits_nonzero_without_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert "events.csv" in result.stderr and "timestamp" in result.stderr
     assert not (tmp_path / "db" / CURRENT).exists()
-
-
-@pytest.mark.slow
-def test_ml_latest_small_builds(tmp_path_factory: pytest.TempPathFactory) -> None:
-    source = ml_small_or_skip()
-    root = tmp_path_factory.mktemp("ml") / "db"
-    manifest = build(source, "movielens", Settings(db_path=root))
-    assert manifest.counts["items"] == 9742
-    assert manifest.counts["users"] == 610
-    assert manifest.counts["events"] == 100_836
-    assert manifest.text_model == "packaged:all-MiniLM-L6-v2"
-    assert manifest.ranker is not None
-    assert manifest.ranker["valid_ndcg@10"] > manifest.ranker["valid_ndcg@10_stage1_order"]
-    items = CatalogRoot(root).open().table("items").to_pandas().set_index("item_id")
-    assert items.loc["1", "title"] == "Toy Story (1995)"
-    assert items.loc["3114", "series"] == items.loc["1", "series"]  # Toy Story 2
-    assert items.loc["3114", "series_position"] == 2
-    info = json.loads(
-        subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "from pipelines.cli import main; main()",
-                "info",
-                "--db",
-                str(root),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=ROOT,
-        ).stdout
-    )
-    assert info["version"] == manifest.version

@@ -10,7 +10,7 @@ import pytest
 
 from app.settings import Settings
 from app.store import CatalogRoot
-from pipelines.evaluation.run import evaluate
+from pipelines.evaluation.run import evaluate, targets
 from pipelines.generate import generate_catalog
 
 METHODS = {
@@ -22,6 +22,7 @@ METHODS = {
     "item_knn",
     "als",
     "content",
+    "ease (rating-weighted)",
 }
 
 
@@ -69,3 +70,18 @@ def test_the_build_never_saw_a_held_out_event(report) -> None:
     assert last_trained.min() > 1_000_000_000  # real unix seconds, not a unit slip
     # every user's newest event (held out: every generated user has >= 5 events) is not built
     assert (last_trained < newest).all()
+
+
+def test_targets_compare_with_the_simple_baselines_and_show_the_reference() -> None:
+    rows = [
+        {"method": "shortlist", "kind": "pipeline", "ndcg@10": 0.135, "recall@1000": 0.80},
+        {"method": "shortlist without rules", "kind": "pipeline", "ndcg@10": 0.2},
+        {"method": "ease", "kind": "baseline", "ndcg@10": 0.10, "recall@1000": 0.81},
+        {"method": "item_knn", "kind": "baseline", "ndcg@10": 0.12, "recall@1000": 0.70},
+        {"method": "ease (rating-weighted)", "kind": "reference", "ndcg@10": 0.13},
+    ]
+    t = targets(rows, 10)
+    assert t["best_baseline"] == "item_knn" and t["ndcg_ratio"] == pytest.approx(1.125)
+    assert t["ndcg_target_met"]
+    assert t["deepest_baseline"] == "ease" and not t["recall_target_met"]
+    assert t["ndcg_ratio_vs_ease (rating-weighted)"] == pytest.approx(0.135 / 0.13)

@@ -1,0 +1,94 @@
+"""Stage-1 fusion: reciprocal rank and hit rates measured by the build."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.candidates import merge
+from app.candidates.base import SourceResult
+from app.candidates.fusion import (
+    BANDS,
+    Calibrated,
+    ReciprocalRank,
+    band,
+    fit_calibrated,
+    from_manifest,
+)
+from app.domain import SourceHit
+
+
+def result(items: list[int]) -> SourceResult:
+    return SourceResult(np.asarray(items, dtype=np.int64), np.ones(len(items), np.float32))
+
+
+def rates(first: float, rest: float) -> list[float]:
+    return [first] + [rest] * (BANDS - 1)
+
+
+def test_bands_double_in_width():
+    assert [band(r) for r in (1, 2, 3, 4, 7, 8, 1000)] == [0, 1, 1, 2, 2, 3, 9]
+    assert band(10**9) == BANDS - 1
+
+
+def test_calibrated_order_follows_the_measured_rates():
+    # a's first hit is rarely endorsed, b's first hit usually is
+    fusion = Calibrated({"a": rates(0.01, 0.01), "b": rates(0.5, 0.1)})
+    merged = merge([("a", result([1, 2])), ("b", result([3, 4]))], 10, fusion)
+    assert merged.items.tolist() == [3, 4, 1, 2]
+    # reciprocal rank alone interleaves them
+    assert merge([("a", result([1, 2])), ("b", result([3, 4]))], 10).items.tolist() == [1, 3, 2, 4]
+
+
+def test_calibrated_sums_every_source_and_counts_unknown_sources_as_the_weakest():
+    fusion = Calibrated({"a": rates(0.2, 0.1), "b": rates(0.3, 0.05)})
+    both = [SourceHit("a", 1, 0.0), SourceHit("b", 2, 0.0)]
+    assert fusion.score(both) == pytest.approx(0.2 + 0.05, abs=1e-6)
+    assert fusion.score([SourceHit("new_source", 1, 0.0)]) == pytest.approx(0.05, abs=1e-6)
+
+
+def test_fit_measures_hit_rates_that_never_rise_with_depth():
+    hits = [
+        [[SourceHit("a", 1, 0)], [SourceHit("a", 2, 0)], [SourceHit("b", 1, 0)]],
+        [[SourceHit("a", 1, 0)], [SourceHit("a", 3, 0), SourceHit("b", 2, 0)]],
+    ]
+    endorsed = [np.array([True, False, False]), np.array([True, True])]
+    fusion = fit_calibrated(hits, endorsed, smoothing=0.0)
+    a, b = fusion.hit_rates["a"], fusion.hit_rates["b"]
+    assert a[0] == 1.0 and a[1] == 0.5  # rank 1: 2 of 2; ranks 2-3: 1 of 2
+    assert b[0] == 0.0 and b[1] == 0.0  # rank 2 was endorsed (1 of 1): never above rank 1
+    assert all(np.diff(a) <= 0) and all(np.diff(b) <= 0)
+    smoothed = fit_calibrated(hits, endorsed, smoothing=20.0)
+    assert 0 < smoothed.hit_rates["b"][0] < smoothed.hit_rates["a"][0]
+
+
+def test_manifest_round_trip_and_bad_entries():
+    fusion = Calibrated({"a": rates(0.4, 0.2)})
+    again = from_manifest(fusion.to_manifest())
+    assert isinstance(again, Calibrated)
+    assert again.hit_rates["a"].tolist() == fusion.hit_rates["a"].tolist()
+    assert isinstance(from_manifest(None), ReciprocalRank)
+    with pytest.raises(ValueError, match="16 values"):
+        from_manifest({"kind": "calibrated", "hit_rates": {"a": [0.5]}})
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        Calibrated({"a": rates(1.5, 0.1)})
+
+
+@given(
+    st.lists(st.lists(st.integers(0, 40), max_size=15, unique=True), min_size=1, max_size=4),
+    st.integers(1, 30),
+    st.lists(st.floats(0, 1), min_size=BANDS, max_size=BANDS),
+)
+def test_merge_with_any_fusion_keeps_the_best_unique_items(lists, limit, weights):
+    fusion = Calibrated({f"s{n}": sorted(weights, reverse=True) for n in range(len(lists))})
+    results = [(f"s{n}", result(items)) for n, items in enumerate(lists)]
+    merged = merge(results, limit, fusion)
+    union = {i for items in lists for i in items}
+    assert len(merged) == min(limit, len(union))
+    assert len(set(merged.items.tolist())) == len(merged)
+    fused = [fusion.score(h) for h in merged.hits]
+    assert all(a >= b for a, b in itertools.pairwise(fused))
