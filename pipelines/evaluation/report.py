@@ -42,6 +42,21 @@ def markdown(report: dict[str, Any]) -> str:
                 else f"{value:.4f}"
             )
         lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
+    full = next((r for r in report["results"] if r.get("sources")), None)
+    if full is not None:
+        lines += [
+            "",
+            f"What each source contributes to {full['method']}: the share of all held-out "
+            "positives it found in stage 1 (an item can be found by several), and the share of "
+            "shown slots it had a hit in.",
+            "",
+            "| source | stage-1 recall | shown share |",
+            "|---|---:|---:|",
+        ]
+        for source, share in full["sources"].items():
+            lines.append(
+                f"| {source} | {share['stage1_recall']:.4f} | {share['shown_share']:.4f} |"
+            )
     t = report.get("targets")
     if t:
         lines += [

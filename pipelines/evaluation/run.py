@@ -55,6 +55,9 @@ class MethodResult:
     deep: dict[str, list[str]] = field(default_factory=dict)  # user -> top-1000 (recall@1000)
     latency_ms: list[float] = field(default_factory=list)
     degraded: int = 0  # served answers with a stage or source past its deadline
+    # per source: relevant items it found in stage 1, and shown slots it had a hit in
+    source_found: dict[str, int] = field(default_factory=dict)
+    source_shown: dict[str, int] = field(default_factory=dict)
     reference: bool = False  # shown for comparison, not one of the targets' baselines
 
 
@@ -100,8 +103,16 @@ async def _ask_pipeline(
         result.degraded += answer.degraded
         result.lists[user.user_id] = [str(runtime.items.ids[p.item]) for p in answer.picks]
         if name == "shortlist":
-            stage1 = await pipeline.candidates(request, state)
-            result.deep[user.user_id] = [str(i) for i in runtime.items.ids[stage1.candidates.items]]
+            stage1 = (await pipeline.candidates(request, state)).candidates
+            result.deep[user.user_id] = [str(i) for i in runtime.items.ids[stage1.items]]
+            relevant = set(runtime.items.indices_of(list(user.relevant)).tolist())
+            for item, hits in zip(stage1.items.tolist(), stage1.hits, strict=True):
+                if item in relevant:
+                    for source in {h.source for h in hits}:
+                        result.source_found[source] = result.source_found.get(source, 0) + 1
+            for pick in answer.picks:
+                for source in {h.source for h in pick.hits}:
+                    result.source_shown[source] = result.source_shown.get(source, 0) + 1
     return result
 
 
@@ -228,6 +239,16 @@ def score(method: MethodResult, users: list[TestUser], k: int, runtime: Runtime)
         )
     if method.name.startswith("shortlist"):
         row["degraded"] = method.degraded
+    if method.source_found or method.source_shown:
+        relevant = sum(len(u.relevant) for u in users)
+        shown = sum(len(lst) for lst in lists)
+        row["sources"] = {
+            source: {
+                "stage1_recall": method.source_found.get(source, 0) / max(1, relevant),
+                "shown_share": method.source_shown.get(source, 0) / max(1, shown),
+            }
+            for source in sorted(set(method.source_found) | set(method.source_shown))
+        }
     if method.latency_ms:
         row["p50_ms"] = float(np.percentile(method.latency_ms, 50))
         row["p99_ms"] = float(np.percentile(method.latency_ms, 99))
