@@ -96,7 +96,10 @@ def serve(
     settings = _settings(db_path=db, host=host, port=port)
     CatalogRoot(settings.db_path).open()  # fail fast, with one clear message, before uvicorn
     app = create_app(settings, graphql_app(settings.graphiql))
-    err.print(f"[bold green]serving[/] GraphiQL on http://{settings.host}:{settings.port}/graphql")
+    err.print(
+        f"[bold green]starting[/] on http://{settings.host}:{settings.port}/graphql"
+        f"{' (GraphiQL)' if settings.graphiql else ''}"
+    )
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
 
 
