@@ -110,7 +110,10 @@ class Live:
     async def user_state(
         self, batch: UserState, catalog: ItemCatalog, key: str, version: str, fold: FoldIn | None
     ) -> UserState:
-        """The batch state with the user's live events laid over it (the batch one if none)."""
+        """The batch state with the user's live events laid over it (the batch one if none).
+
+        Raises when the user's batch history cannot be read (the caller falls back on
+        `user_state_now`, which leaves it out)."""
         live = self.users.get(batch.user_id)
         if live is None:
             return batch
@@ -121,9 +124,9 @@ class Live:
             reading = self._history(live, batch.user_id, version, fold, catalog)
             try:
                 history = await asyncio.shield(reading)
-            except Exception as exc:  # the batch vector still serves; the next request retries
-                log.warning("batch history of %s unavailable: %s", batch.user_id, exc)
+            except Exception:  # the next request reads it again; this one falls back
                 live.history = None
+                raise
         return self._laid_over(batch, live, catalog, key, fold, history, final=True)
 
     def user_state_now(
