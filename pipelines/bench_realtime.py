@@ -52,7 +52,7 @@ RELAXED = {
 }
 
 
-def _scratch_root(db: Path, scratch: Path) -> Path:
+def scratch_root(db: Path, scratch: Path) -> Path:
     """A catalog root whose only version is a link to `db`'s serving one; its own live/."""
     catalog = CatalogRoot(db)
     version = catalog.current()
@@ -288,7 +288,7 @@ def realtime_bench(
     with tempfile.TemporaryDirectory(prefix="shortlist-bench-") as scratch:
         runs = []
         for fsync in (True, False):
-            root = _scratch_root(db, Path(scratch) / f"fsync-{fsync}")
+            root = scratch_root(db, Path(scratch) / f"fsync-{fsync}")
             runs.append(asyncio.run(_ingest(root, fsync, singles, batches, effect_users)))
         ann = asyncio.run(_ann_with_upserts(db, Path(scratch), upserts, seed)) if upserts else None
     quality = asyncio.run(_fold_in_quality(db, fold_users, seed))
