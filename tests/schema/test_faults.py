@@ -10,6 +10,7 @@ wall-clock time is asserted here; response times under each fault are measured b
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -64,6 +65,12 @@ async def _recommend_under(root, fault: dict[str, Any], point: str, user: str) -
     raise AssertionError("no client")
 
 
+def _root(request: pytest.FixtureRequest, point: str) -> Path:
+    """The shared catalog, or a private copy where the test records an event."""
+    name = "live_root" if point == "events:history" else "built_catalog"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]
+
+
 @pytest.fixture(scope="module")
 def batch_user(built_catalog) -> str:
     """A user the build knows, with CF and content vectors and recent items."""
@@ -74,8 +81,8 @@ def batch_user(built_catalog) -> str:
 
 
 @pytest.mark.parametrize("point", ANSWERED)
-async def test_a_delay_anywhere_is_cut_at_its_deadline(point, live_root, batch_user) -> None:
-    result = await _recommend_under(live_root, DELAY, point, batch_user)
+async def test_a_delay_anywhere_is_cut_at_its_deadline(point, request, batch_user) -> None:
+    result = await _recommend_under(_root(request, point), DELAY, point, batch_user)
     assert result["degraded"] is True
     assert len(result["items"]) == 30, "the answer is complete"
     report = {s["name"]: s for s in result["stages"]}[REPORTED.get(point, point)]
@@ -95,8 +102,8 @@ async def test_a_delay_anywhere_is_cut_at_its_deadline(point, live_root, batch_u
         "events:history",
     ],
 )
-async def test_a_failure_anywhere_degrades_the_answer(point, live_root, batch_user) -> None:
-    result = await _recommend_under(live_root, FAIL, point, batch_user)
+async def test_a_failure_anywhere_degrades_the_answer(point, request, batch_user) -> None:
+    result = await _recommend_under(_root(request, point), FAIL, point, batch_user)
     assert result["degraded"] is True and len(result["items"]) == 30
     report = {s["name"]: s for s in result["stages"]}[REPORTED.get(point, point)]
     assert report["status"] == "ERROR" and "fault injected" in report["detail"]
