@@ -5,7 +5,7 @@ them under the request budget. Each stage has its own deadline (data in Pipeline
 fallback, so a late or failing stage degrades the answer instead of failing it:
 
     user_state  the batch profile with the live overlay (and CF fold-in) laid over it;
-                fallback: the batch profile alone
+                fallback: the overlay without a batch history still being read
     candidates  sources run concurrently, each under its own deadline; a late source is dropped;
                 if the whole stage fails, the popular list stands in
     ranking     CatBoost over features.assemble; fallback: stage-1 (fused) order
@@ -75,8 +75,8 @@ class PipelineConfig(BaseModel):
     user_state_ms: float = Field(
         30.0,
         gt=0,
-        description="Deadline of the user's state (live overlay, CF fold-in); late: the batch "
-        "profile alone.",
+        description="Deadline of the user's state (live overlay, CF fold-in); late: the "
+        "overlay without a batch history still being read.",
     )
     candidates_ms: float = Field(80.0, gt=0, description="Stage 1 deadline.")
     ranking_ms: float = Field(60.0, gt=0, description="Stage 2 deadline.")
