@@ -1,7 +1,11 @@
 """Running a stage or a source under its deadline, with test-only injected faults.
 
 The orchestrator and the candidate stage call `run_within`; stages and sources never time
-themselves. A fault (delay or failure) can be injected by name through settings, for tests only.
+themselves. A fault (delay or failure) can be injected by name through settings
+(`SHORTLIST_FAULTS`), for tests only and off by default: into a stage or a source (`run_within`
+looks its own name up) or into a store call (`inject` at the call site, e.g. `ann:cf_vector`, a
+LanceDB ANN search, or `events:append`, the live event log's write). The names that exist are
+`app.pipeline.FAULT_POINTS`; settings refuse any other.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -32,6 +36,17 @@ class InjectedFault(RuntimeError):
     pass
 
 
+async def inject(name: str, faults: Mapping[str, Fault] | None) -> None:
+    """Apply the fault injected into `name`, if any: sleep, then maybe raise InjectedFault."""
+    fault = (faults or {}).get(name)
+    if fault is None:
+        return
+    if fault.delay_ms:
+        await asyncio.sleep(fault.delay_ms / 1000)
+    if fault.fail:
+        raise InjectedFault(f"fault injected into {name}")
+
+
 @dataclass
 class Outcome(Generic[T]):
     status: StageStatus
@@ -44,18 +59,13 @@ async def run_within(
     name: str,
     deadline_ms: float,
     call: Callable[[], Awaitable[T]],
-    faults: dict[str, Fault] | None = None,
+    faults: Mapping[str, Fault] | None = None,
 ) -> Outcome[T]:
     """Await `call()` for at most `deadline_ms`; never raises for a timeout or an error."""
     started = time.perf_counter()
-    fault = (faults or {}).get(name)
 
     async def guarded() -> T:
-        if fault is not None:
-            if fault.delay_ms:
-                await asyncio.sleep(fault.delay_ms / 1000)
-            if fault.fail:
-                raise InjectedFault(f"fault injected into {name}")
+        await inject(name, faults)
         return await call()
 
     try:

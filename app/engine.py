@@ -12,7 +12,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -21,6 +21,8 @@ import lancedb
 import numpy as np
 from aiocache import SimpleMemoryCache
 
+from app.candidates.ann import VectorIndex
+from app.deadlines import run_within
 from app.domain import (
     ItemView,
     RecommendationRequest,
@@ -30,7 +32,7 @@ from app.domain import (
     UserView,
 )
 from app.errors import BadRequest, CatalogError, ReloadFailed, ShortlistError
-from app.pipeline import Pipeline
+from app.pipeline import USER_STATE, Pipeline
 from app.realtime.fold_in import FoldIn
 from app.realtime.item_upserts import check_drafts
 from app.realtime.live import Live
@@ -40,6 +42,7 @@ from app.settings import Settings
 from app.store import EVENTS, CatalogRoot
 
 MAX_COUNT = 200
+Found = tuple[np.ndarray, np.ndarray]  # item_index and scores of an ANN search
 log = logging.getLogger("shortlist.engine")
 
 
@@ -85,8 +88,10 @@ class Engine:
     async def load(
         cls, settings: Settings, version: str | None = None, live: Live | None = None
     ) -> Loaded:
-        runtime = await Runtime.open(settings.db_path, version)
-        fold_in = FoldIn.for_version(runtime.items, runtime.manifest.cf, await _events(runtime))
+        runtime = await Runtime.open(settings.db_path, version, settings.faults)
+        fold_in = FoldIn.for_version(
+            runtime.items, runtime.manifest.cf, await _events(runtime), settings.faults
+        )
         return cls._assemble(settings, runtime, live, fold_in, 0)
 
     @staticmethod
@@ -116,9 +121,16 @@ class Engine:
         """Recommendations on `loaded` (default: the current catalog, read once)."""
         if not 1 <= request.count <= MAX_COUNT:
             raise BadRequest(f"count must be between 1 and {MAX_COUNT}, got {request.count}")
-        loaded = loaded or self.current
-        user = await self.user_state(loaded, request.user_id)
-        return await loaded.pipeline.recommend(request, user)
+        current = loaded or self.current
+
+        async def user() -> UserState:
+            return await self.user_state(current, request.user_id)
+
+        return await current.pipeline.recommend(
+            request,
+            load_user=user,
+            fallback_user=lambda: self.user_state_now(current, request.user_id),
+        )
 
     async def user_state(self, loaded: Loaded, user_id: str) -> UserState:
         """The batch profile (cached) with the user's live events laid over it (never cached
@@ -131,6 +143,15 @@ class Engine:
         if self.live is None:
             return state  # type: ignore[no-any-return]
         return await self.live.user_state(
+            state, loaded.runtime.items, loaded.key, loaded.runtime.version, loaded.fold_in
+        )
+
+    def user_state_now(self, loaded: Loaded, user_id: str) -> UserState:
+        """`user_state` without waiting on anything (no cache, no history read in flight)."""
+        state = loaded.pipeline.user_state(user_id)
+        if self.live is None:
+            return state
+        return self.live.user_state_now(
             state, loaded.runtime.items, loaded.key, loaded.runtime.version, loaded.fold_in
         )
 
@@ -149,10 +170,22 @@ class Engine:
         cached = await self.cache.get(key)
         if cached is not None:
             return cached  # type: ignore[no-any-return]
-        searches = [runtime.content_index.nearest(runtime.items.content[anchor], count + 1)]
+        indexes = [(runtime.content_index, runtime.items.content[anchor])]
         if runtime.items.in_cf[anchor]:
-            searches.append(runtime.cf_index.nearest(runtime.items.cf[anchor], count + 1))
-        found = await asyncio.gather(*searches)
+            indexes.append((runtime.cf_index, runtime.items.cf[anchor]))
+
+        def search(index: VectorIndex, vector: np.ndarray) -> Callable[[], Awaitable[Found]]:
+            return lambda: index.nearest(vector, count + 1)
+
+        # Each search under the request budget: a late or failing one is left out (not cached).
+        budget = self.settings.pipeline.budget_ms
+        outcomes = await asyncio.gather(
+            *(
+                run_within(f"similar_items:{index.column}", budget, search(index, vector))
+                for index, vector in indexes
+            )
+        )
+        found = [o.value for o in outcomes if o.value is not None]
         fused: dict[int, float] = {}
         for items, _ in found:
             for rank, item in enumerate(items.tolist(), 1):
@@ -163,7 +196,8 @@ class Engine:
         result = [
             ScoredItemView(self.item_view(runtime, i), round(fused[i] / top, 6)) for i in best
         ]
-        await self.cache.set(key, result, ttl=self.settings.similar_cache_ttl_s)
+        if len(found) == len(indexes):
+            await self.cache.set(key, result, ttl=self.settings.similar_cache_ttl_s)
         return result
 
     def item(self, item_id: str, loaded: Loaded | None = None) -> ItemView | None:
@@ -177,11 +211,19 @@ class Engine:
     async def user(
         self, user_id: str, history: int = 20, loaded: Loaded | None = None
     ) -> UserView | None:
-        loaded = loaded or self.current
-        state = await self.user_state(loaded, user_id)
+        current = loaded or self.current
+
+        async def live_state() -> UserState:
+            return await self.user_state(current, user_id)
+
+        # Under the request budget, like recommendations: late, the batch profile answers.
+        outcome = await run_within(
+            USER_STATE, self.settings.pipeline.budget_ms, live_state, self.settings.faults
+        )
+        state = outcome.value or self.user_state_now(current, user_id)
         if not state.known:
             return None
-        recent = self.items_by_index(loaded.runtime, state.recent_items[:history])
+        recent = self.items_by_index(current.runtime, state.recent_items[:history])
         return UserView(user_id, True, state.n_events, state.genre_shares, recent)
 
     # --- real time ----------------------------------------------------------------------------

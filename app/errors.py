@@ -7,7 +7,7 @@ class ShortlistError(Exception):
     """An expected failure with a machine-readable code (reaches GraphQL as `extensions.code`)."""
 
     code = "SHORTLIST_ERROR"
-    details: dict[str, str] = {}  # noqa: RUF012 - more `extensions` for GraphQL, never mutated
+    details: dict[str, str | float] = {}  # noqa: RUF012 - more `extensions`, never mutated
 
 
 class InputError(ShortlistError):
@@ -84,3 +84,20 @@ class ReloadFailed(ShortlistError):
     def __init__(self, message: str, serving: str) -> None:
         super().__init__(message)
         self.details = {"modelVersion": serving}
+
+
+class RateLimited(ShortlistError):
+    """A client spent its budget of queries or events; `retry_after_s` says when to try again."""
+
+    code = "RATE_LIMITED"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.details = {"retryAfter": round(retry_after_s, 3)}
+
+
+class RequestTooLarge(ShortlistError):
+    """A request body larger than SHORTLIST_MAX_BODY_BYTES."""
+
+    code = "REQUEST_TOO_LARGE"

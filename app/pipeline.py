@@ -4,6 +4,8 @@
 them under the request budget. Each stage has its own deadline (data in PipelineConfig) and a
 fallback, so a late or failing stage degrades the answer instead of failing it:
 
+    user_state  the batch profile with the live overlay (and CF fold-in) laid over it;
+                fallback: the overlay without a batch history still being read
     candidates  sources run concurrently, each under its own deadline; a late source is dropped;
                 if the whole stage fails, the popular list stands in
     ranking     CatBoost over features.assemble; fallback: stage-1 (fused) order
@@ -16,10 +18,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 
 from pydantic import BaseModel, Field
 
 from app.candidates import CandidateOutput, CandidatesConfig, CandidateStage
+from app.candidates.ann import FAULT_POINTS as ANN_FAULT_POINTS
 from app.candidates.base import ItemGate, SourceInput
 from app.candidates.sources import (
     CfAnn,
@@ -44,14 +48,36 @@ from app.domain import (
     UserState,
 )
 from app.ranking import Ranker, RankingConfig
+from app.realtime.event_log import APPEND_FAULT
+from app.realtime.fold_in import HISTORY_FAULT
 from app.reranking import RerankConfig, Reranker
 from app.runtime import Runtime
 
 STAGES = ("candidates", "ranking", "reranking")
+USER_STATE = "user_state"
+SOURCES = (CfAnn, ContentAnn, ItemToItem, ItemKnn, Ease, Fresh, Popular, Exploration)
+# Where SHORTLIST_FAULTS may inject a delay or failure (tests only): the user-state step, the
+# stages, the candidate sources, and the store calls (LanceDB ANN searches per vector column, the
+# live event log's append, the read of a user's batch history for the CF fold-in).
+FAULT_POINTS = (
+    USER_STATE,
+    *STAGES,
+    *(source.name for source in SOURCES),
+    *ANN_FAULT_POINTS,
+    APPEND_FAULT,
+    HISTORY_FAULT,
+)
+UserLoader = Callable[[], Awaitable[UserState]]
 
 
 class PipelineConfig(BaseModel):
     budget_ms: float = Field(200.0, gt=0, description="Whole-request deadline.")
+    user_state_ms: float = Field(
+        30.0,
+        gt=0,
+        description="Deadline of the user's state (live overlay, CF fold-in); late: the "
+        "overlay without a batch history still being read.",
+    )
     candidates_ms: float = Field(80.0, gt=0, description="Stage 1 deadline.")
     ranking_ms: float = Field(60.0, gt=0, description="Stage 2 deadline.")
     reranking_ms: float = Field(30.0, gt=0, description="Stage 3 deadline.")
@@ -87,7 +113,7 @@ class Pipeline:
     ) -> Pipeline:
         """The request path on `runtime`; `trending` (live state) reorders the popular source."""
         items, c = runtime.items, config.candidates
-        sources = [
+        sources = [  # one of each of SOURCES
             CfAnn(c.cf_ann, runtime.cf_index),
             ContentAnn(c.content_ann, runtime.content_index),
             ItemToItem(c.item_to_item, items, runtime.cf_index, runtime.content_index),
@@ -111,14 +137,34 @@ class Pipeline:
         return self.runtime.users.state(user_id)
 
     async def recommend(
-        self, request: RecommendationRequest, user: UserState | None = None
+        self,
+        request: RecommendationRequest,
+        user: UserState | None = None,
+        *,
+        load_user: UserLoader | None = None,
+        fallback_user: Callable[[], UserState] | None = None,
     ) -> RecommendationResult:
+        """Recommendations for `user` (default: the batch profile), or for the state `load_user`
+        produces under the user-state deadline; if it is late or fails, `fallback_user`'s
+        (default: the batch profile)."""
         started = time.perf_counter()
-        user = user or self.user_state(request.user_id)
 
         def remaining(stage_ms: float) -> float:
             left = self.config.budget_ms - (time.perf_counter() - started) * 1000
             return max(0.0, min(stage_ms, left))
+
+        user_report: list[StageReport] = []
+        if user is None and load_user is not None:
+            loaded = await run_within(
+                USER_STATE, remaining(self.config.user_state_ms), load_user, self.faults
+            )
+            user = loaded.value
+            if user is None and fallback_user is not None:
+                user = fallback_user()
+            user_report.append(
+                StageReport(USER_STATE, loaded.ms, loaded.status, 0, 1, loaded.error)
+            )
+        user = user or self.user_state(request.user_id)
 
         # Stage 1
         stage1 = await run_within(
@@ -172,12 +218,11 @@ class Pipeline:
 
         if request.explain:
             self._explain(picks, ranked)
-        degraded = any(
-            r.status in (StageStatus.TIMEOUT, StageStatus.ERROR) for r in reports
-        ) or any(r.status in (StageStatus.TIMEOUT, StageStatus.ERROR) for r in source_reports)
+        reports += user_report + source_reports
+        degraded = any(r.status in (StageStatus.TIMEOUT, StageStatus.ERROR) for r in reports)
         return RecommendationResult(
             picks=picks,
-            stages=reports + source_reports,
+            stages=reports,
             degraded=degraded,
             request_id=uuid.uuid4().hex,
             model_version=self.runtime.version,
@@ -205,4 +250,4 @@ class Pipeline:
             pick.contributions = values
 
 
-__all__ = ["STAGES", "CandidateOutput", "Pipeline", "PipelineConfig"]
+__all__ = ["FAULT_POINTS", "STAGES", "CandidateOutput", "Pipeline", "PipelineConfig"]

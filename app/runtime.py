@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,12 @@ import numpy as np
 from app.candidates.ann import VectorIndex
 from app.candidates.fusion import Fusion, ReciprocalRank
 from app.candidates.fusion import from_manifest as fusion_from_manifest
+from app.deadlines import Fault
 from app.errors import CatalogError
 from app.item_relations import DenseRelations, ItemRelations, NeighbourRelations
 from app.items import ItemCatalog
-from app.ranking import Ranker
-from app.store import ITEMS, RELATIONS, USERS, CatalogRoot, CatalogVersion, Manifest
+from app.ranking import MODEL_FILE, Ranker
+from app.store import ITEMS, MANIFEST, RELATIONS, USERS, CatalogRoot, CatalogVersion, Manifest
 from app.users import UserProfiles
 
 
@@ -36,19 +38,27 @@ class Runtime:
     fusion: Fusion = field(default_factory=ReciprocalRank)
 
     @classmethod
-    async def open(cls, root: Path, version: str | None = None) -> Runtime:
+    async def open(
+        cls, root: Path, version: str | None = None, faults: Mapping[str, Fault] | None = None
+    ) -> Runtime:
         """Open the serving version (CURRENT) of a catalog root, or a given version.
 
         The reading and decoding run in a worker thread, so a server loading a new version keeps
-        answering requests meanwhile.
+        answering requests meanwhile. `faults` (tests only) are injected into its ANN searches.
         """
         catalog = await asyncio.to_thread(CatalogRoot(root).open, version)
-        return await cls.open_version(catalog)
+        return await cls.open_version(catalog, faults)
 
     @classmethod
-    async def open_version(cls, catalog: CatalogVersion) -> Runtime:
-        items, users, ranker_model, relations = await asyncio.to_thread(_read_models, catalog)
-        table = await open_items_table(catalog.path)
+    async def open_version(
+        cls, catalog: CatalogVersion, faults: Mapping[str, Fault] | None = None
+    ) -> Runtime:
+        try:
+            items, users, ranker_model, relations = await asyncio.to_thread(_read_models, catalog)
+            table = await open_items_table(catalog.path)
+        except (OSError, RuntimeError, ValueError) as exc:  # damaged tables: LanceDB, Arrow
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CatalogError(f"cannot read the catalog version {catalog.path}: {first}") from exc
         indexes = catalog.manifest.indexes
         missing = {"cf_vector", "content_vector"} - set(indexes)
         if missing:
@@ -60,13 +70,18 @@ class Runtime:
             items=items,
             users=users,
             cf_index=VectorIndex(
-                table, "cf_vector", indexes["cf_vector"].search, indexes["cf_vector"].k
+                table,
+                "cf_vector",
+                indexes["cf_vector"].search,
+                indexes["cf_vector"].k,
+                dict(faults or {}),
             ),
             content_index=VectorIndex(
                 table,
                 "content_vector",
                 indexes["content_vector"].search,
                 indexes["content_vector"].k,
+                dict(faults or {}),
             ),
             ranker_model=ranker_model,
             relations=relations,
@@ -98,10 +113,26 @@ async def open_items_table(path: Path) -> Any:
 def _read_models(
     catalog: CatalogVersion,
 ) -> tuple[ItemCatalog, UserProfiles, Any | None, dict[str, ItemRelations]]:
+    _check_model_files(catalog)
     items = ItemCatalog.from_table(catalog.table(ITEMS))
     users = UserProfiles.from_table(catalog.table(USERS), items)
     relations = _relations(catalog.path, len(items))
     return items, users, Ranker.load_model(catalog.path), relations
+
+
+def _check_model_files(catalog: CatalogVersion) -> None:
+    """Every model file the manifest says the build made is there (a missing one is a broken
+    copy, not a build without that model: serving without it would be silently worse)."""
+    manifest = catalog.manifest
+    needed = [str(manifest.ranker.get("file", MODEL_FILE))] if manifest.ranker else []
+    for kind in manifest.relations:
+        needed += RELATIONS.get(kind, ())
+    missing = [name for name in needed if not (catalog.path / name).exists()]
+    if missing:
+        raise CatalogError(
+            f"{catalog.path} lacks {', '.join(missing)}, listed in its {MANIFEST}: rebuild the "
+            "catalog or copy the whole version directory"
+        )
 
 
 def _fusion(catalog: CatalogVersion) -> Fusion:

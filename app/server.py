@@ -1,7 +1,13 @@
 """The Starlette application: the engine opens in the lifespan, the GraphQL router is mounted.
 
 `app` never imports `schema`: the GraphQL ASGI app is handed in by whoever composes the server
-(`shortlist serve`, tests), keeping the dependency one-way.
+(`shortlist serve`, tests), keeping the dependency one-way. Around it: the request body limit
+(`app.refusals.BodyLimit`); in `app.state`: the engine and the per-client rate limits, which the
+GraphQL layer charges.
+
+A start-up that fails for an expected reason (no catalog, a missing or unreadable model file, an
+unwritable live database) is reported to the server as one line, `cannot start: <why>`, with no
+traceback: uvicorn logs it and exits non-zero.
 """
 
 from __future__ import annotations
@@ -14,22 +20,33 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.engine import Engine
 from app.errors import ShortlistError
+from app.rate_limits import RateLimits
+from app.refusals import BodyLimit
 from app.settings import Settings
 
 log = logging.getLogger("shortlist.server")
 
 
 def create_app(settings: Settings, graphql: Any) -> Starlette:
+    failure: list[str] = []  # why the start-up failed, in one line, for StartupFailure
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        engine = await Engine.start(settings)
+        try:
+            engine = await Engine.start(settings)
+        except ShortlistError as exc:
+            failure.append(f"cannot start: {exc}")
+            raise
         app.state.engine = engine
+        app.state.rate_limits = RateLimits.from_settings(settings)
         log.info("serving %s from %s", engine.current.runtime.version, settings.db_path)
         hangup = _reload_on_sighup(engine)
         try:
@@ -58,7 +75,31 @@ def create_app(settings: Settings, graphql: Any) -> Starlette:
             Route("/graphql", graphql),
         ],
         lifespan=lifespan,
+        middleware=[
+            Middleware(StartupFailure, failure=failure),
+            Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
+        ],
     )
+
+
+class StartupFailure:
+    """Tells the server why the start-up failed in one line instead of Starlette's traceback."""
+
+    def __init__(self, app: ASGIApp, failure: list[str]) -> None:
+        self.app = app
+        self.failure = failure
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def reported(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed" and self.failure:
+                message = {**message, "message": self.failure[-1]}
+            await send(message)
+
+        await self.app(scope, receive, reported)
 
 
 def _reload_on_sighup(engine: Engine) -> Callable[[], None]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.deadlines import Fault
-from app.pipeline import PipelineConfig
+from app.pipeline import FAULT_POINTS, PipelineConfig
 
 
 class Settings(BaseSettings):
@@ -115,12 +115,53 @@ class Settings(BaseSettings):
     )
     faults: dict[str, Fault] = Field(
         default_factory=dict,
-        description="Test only: inject a delay or failure into a named stage or source, "
-        'e.g. {"cf_ann": {"delay_ms": 500}}. Off by default.',
+        description="Test only: inject a delay or failure into a named stage, source or store "
+        'call, e.g. {"cf_ann": {"delay_ms": 500}} or {"ann:cf_vector": {"fail": true}} (names: '
+        "see Hardening). Off by default.",
     )
     user_cache_ttl_s: float = Field(30.0, ge=0, description="TTL of cached user states.")
     similar_cache_ttl_s: float = Field(300.0, ge=0, description="TTL of cached similar items.")
     graphiql: bool = Field(True, description="Serve the GraphiQL IDE at /graphql.")
+
+    # --- limits and access ----------------------------------------------------------------------
+    introspection: bool = Field(
+        True, description="Answer GraphQL introspection (__schema, __type); off in production."
+    )
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted (bytes); larger ones are refused with 413.",
+    )
+    max_query_depth: int = Field(10, ge=1, le=100, description="Deepest field nesting of a query.")
+    max_query_aliases: int = Field(
+        30, ge=0, le=1000, description="Most aliased fields in one GraphQL document."
+    )
+    max_query_tokens: int = Field(
+        2000, ge=100, le=100_000, description="Most lexical tokens in one GraphQL document."
+    )
+    queries_need_key: bool = Field(
+        False,
+        description="Queries need SHORTLIST_API_KEY or SHORTLIST_ADMIN_KEY in X-API-Key too "
+        "(mutations always need a key).",
+    )
+    query_rate_per_client: float = Field(
+        200.0,
+        ge=0,
+        description="Queries per second a client (its API key, else its address) may make on "
+        "average; each top-level field counts once. 0: no limit.",
+    )
+    query_burst_per_client: int = Field(
+        400, ge=1, description="Queries a client may make at once before the rate applies."
+    )
+    event_rate_per_client: float = Field(
+        5000.0,
+        ge=0,
+        description="Events per second a client (its API key, else its address) may record on "
+        "average, over all its users. 0: no limit.",
+    )
+    event_burst_per_client: int = Field(
+        20_000, ge=1, description="Events a client may record at once before the rate applies."
+    )
 
     # --- real time ----------------------------------------------------------------------------
     api_key: SecretStr | None = Field(
@@ -172,6 +213,25 @@ class Settings(BaseSettings):
         if value is None or not value.get_secret_value().strip():
             return None
         return value
+
+    @field_validator("faults")
+    @classmethod
+    def _faults_name_real_points(cls, value: dict[str, Fault]) -> dict[str, Fault]:
+        unknown = sorted(set(value) - set(FAULT_POINTS))
+        if unknown:
+            raise ValueError(
+                f"no fault point named {', '.join(unknown)}; known: {', '.join(FAULT_POINTS)}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _queries_need_a_key_to_exist(self) -> Settings:
+        if self.queries_need_key and self.api_key is None and self.admin_key is None:
+            raise ValueError(
+                "queries_need_key is on but no key is set: set SHORTLIST_API_KEY (or "
+                "SHORTLIST_ADMIN_KEY)"
+            )
+        return self
 
     @field_validator("text_model")
     @classmethod

@@ -17,6 +17,7 @@ import numpy as np
 
 from app.domain import RecommendationRequest
 from app.engine import Engine
+from app.pipeline import FAULT_POINTS
 from app.settings import Settings
 
 WARMUP = 20
@@ -53,6 +54,7 @@ async def _measure(settings: Settings, requests: int, explain: bool, seed: int) 
             "p50_ms": round(float(np.percentile(values, 50)), 2),
             "p99_ms": round(float(np.percentile(values, 99)), 2),
             "mean_ms": round(float(np.mean(values)), 2),
+            "max_ms": round(float(np.max(values)), 2),
         }
 
     return {
@@ -82,4 +84,38 @@ def markdown(report: dict[str, Any]) -> str:
     rows = [("total (server-side)", report["total"]), *report["stages"].items()]
     for name, values in rows:
         lines.append(f"| {name} | {values['p50_ms']} | {values['p99_ms']} | {values['mean_ms']} |")
+    return "\n".join(lines)
+
+
+# Fault points a recommendation request reaches without live events (events:history is read
+# only for users with live endorsements, events:append only by recordEvents).
+SWEPT = [p for p in FAULT_POINTS if not p.startswith("events:")]
+
+
+def fault_sweep(
+    db: Path, requests: int = 50, delay_ms: float = 5000.0, seed: int = 0
+) -> dict[str, Any]:
+    """The request latency with each fault point in turn delayed by `delay_ms` (default
+    settings: the 200 ms budget), and how many answers said they were degraded."""
+    rows: dict[str, Any] = {}
+    for point in [None, *SWEPT]:
+        faults = {} if point is None else {point: {"delay_ms": delay_ms}}
+        report = asyncio.run(_measure(Settings(db_path=db, faults=faults), requests, False, seed))
+        rows[point or "none"] = {**report["total"], "degraded": report["degraded"]}
+    return {"requests": requests, "delay_ms": delay_ms, "faults": rows}
+
+
+def fault_markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"{report['requests']} sequential requests per fault, each fault a "
+        f"{report['delay_ms']:.0f} ms delay, default settings (200 ms budget)",
+        "",
+        "| fault | p50 ms | p99 ms | max ms | degraded answers |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, row in report["faults"].items():
+        lines.append(
+            f"| {name} | {row['p50_ms']} | {row['p99_ms']} | {row['max_ms']} | "
+            f"{row['degraded']}/{report['requests']} |"
+        )
     return "\n".join(lines)

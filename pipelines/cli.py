@@ -96,7 +96,10 @@ def serve(
     settings = _settings(db_path=db, host=host, port=port)
     CatalogRoot(settings.db_path).open()  # fail fast, with one clear message, before uvicorn
     app = create_app(settings, graphql_app(settings.graphiql))
-    err.print(f"[bold green]serving[/] GraphiQL on http://{settings.host}:{settings.port}/graphql")
+    err.print(
+        f"[bold green]starting[/] on http://{settings.host}:{settings.port}/graphql"
+        f"{' (GraphiQL)' if settings.graphiql else ''}"
+    )
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
 
 
@@ -115,11 +118,24 @@ def bench(
             "(on a scratch live database; the catalog is not written to).",
         ),
     ] = False,
+    faults: Annotated[
+        bool,
+        typer.Option(
+            "--faults",
+            help="Instead: the latency with each fault point in turn delayed by 5 s (test-only "
+            "fault injection), and how many answers were degraded.",
+        ),
+    ] = False,
     out: Annotated[Path | None, typer.Option(help="Write the report as JSON here.")] = None,
 ) -> None:
     """Per-stage latency of the served pipeline, in-process, on a built catalog."""
     settings = _settings(db_path=db)
-    if realtime:
+    if faults:
+        from pipelines.bench import fault_markdown, fault_sweep
+
+        report = fault_sweep(settings.db_path, min(requests, 100))
+        typer.echo(fault_markdown(report))
+    elif realtime:
         from pipelines import bench_realtime
 
         report = bench_realtime.realtime_bench(settings.db_path)
@@ -131,6 +147,40 @@ def bench(
         typer.echo(markdown(report))
     if out is not None:
         out.write_text(json.dumps(report, indent=2))
+
+
+@cli.command("load-test")
+def load_test(
+    db: DbOption = None,
+    clients: Annotated[int, typer.Option(help="Concurrent clients.", min=1)] = 50,
+    seconds: Annotated[float, typer.Option(help="How long they run.", min=1)] = 60.0,
+    events_share: Annotated[
+        float, typer.Option(help="Share of calls that are recordEvents.", min=0, max=1)
+    ] = 0.3,
+    fault: Annotated[
+        str,
+        typer.Option(help="SHORTLIST_FAULTS for the server, as JSON ('{}': none)."),
+    ] = '{"cf_ann": {"delay_ms": 500}}',
+    out: Annotated[Path | None, typer.Option(help="Write the report as JSON here.")] = None,
+) -> None:
+    """A real server under concurrent queries and events with a fault injected: status codes,
+    errors by code, latencies, and every acknowledged event looked for afterwards (on a scratch
+    live database; the catalog is not written to)."""
+    from pipelines.load_test import load_test as run_load_test
+    from pipelines.load_test import markdown
+
+    settings = _settings(db_path=db)
+    try:
+        faults = json.loads(fault)
+        _settings(faults=faults)  # names a real fault point
+    except json.JSONDecodeError as exc:
+        raise ShortlistError(f"--fault is not JSON: {exc}") from None
+    report = run_load_test(settings.db_path, clients, seconds, events_share, faults)
+    typer.echo(markdown(report))
+    if out is not None:
+        out.write_text(json.dumps(report, indent=2))
+    if report["server_errors"] or report["events_lost"] or report["events_lost_after_restart"]:
+        raise ShortlistError("server errors or lost events: see the report above")
 
 
 @cli.command()

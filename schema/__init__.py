@@ -1,24 +1,17 @@
-"""Shortlist's GraphQL schema (Strawberry): types, queries, mutations, context - nothing else."""
+"""Shortlist's GraphQL schema (Strawberry): types, queries, mutations, context, limits - nothing
+else. Every operation passes `schema.admission` (keys for queries, rate limits) and
+`schema.limits` (tokens, depth, aliases, introspection) before it runs."""
 
 from __future__ import annotations
 
 import strawberry
-from strawberry.extensions import MaxTokensLimiter, QueryDepthLimiter
 
+from schema.admission import Admission
 from schema.errors import ShortlistSchema
+from schema.limits import QueryLimits
 from schema.mutations import Mutation
 from schema.queries import Query
 
-MAX_DEPTH = 10
-MAX_TOKENS = 2000
-
 
 def create_schema() -> strawberry.Schema:
-    return ShortlistSchema(
-        query=Query,
-        mutation=Mutation,
-        extensions=[
-            lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-            lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        ],
-    )
+    return ShortlistSchema(query=Query, mutation=Mutation, extensions=[Admission, QueryLimits])

@@ -1,18 +1,23 @@
-"""Per-request context: the engine, the request it came from, and the catalog it reads."""
+"""Per-request context: the engine, the HTTP exchange it came from, and the catalog it reads."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from starlette.requests import Request
+from starlette.responses import Response
 
+from app.access import HEADER, client_of
 from app.engine import Engine, Loaded
+from app.rate_limits import RateLimits
 
 
 @dataclass
 class Context:
     engine: Engine
     request: Request | None = None
+    response: Response | None = None  # headers and status set here reach the client
+    rate_limits: RateLimits | None = None  # None: nothing is rate-limited
     _loaded: Loaded | None = None
 
     @property
@@ -22,3 +27,14 @@ class Context:
         if self._loaded is None:
             self._loaded = self.engine.current
         return self._loaded
+
+    @property
+    def api_key(self) -> str | None:
+        """The key the request presents in X-API-Key, if any."""
+        return self.request.headers.get(HEADER) if self.request is not None else None
+
+    @property
+    def client(self) -> str:
+        """Whom the request counts against for rate limits: its valid key, else its address."""
+        address = self.request.client.host if self.request and self.request.client else None
+        return client_of(self.engine.settings, self.api_key, address)

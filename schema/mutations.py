@@ -7,8 +7,9 @@ import enum
 
 import strawberry
 
-from app.access import HEADER, authorize
+from app.access import authorize
 from app.realtime.records import EventDraft, ItemDraft
+from schema.admission import charge
 from schema.context import Context
 from schema.errors import graphql_error
 from schema.types import Item
@@ -83,11 +84,6 @@ class ReloadModelsResult:
     ms: float
 
 
-def _key(info: strawberry.Info[Context, None]) -> str | None:
-    request = info.context.request
-    return request.headers.get(HEADER) if request is not None else None
-
-
 @strawberry.type
 class Mutation:
     @strawberry.mutation(
@@ -99,7 +95,11 @@ class Mutation:
     ) -> RecordEventsResult:
         engine = info.context.engine
         try:
-            authorize(engine.settings, _key(info), admin=False)
+            authorize(engine.settings, info.context.api_key, admin=False)
+        except Exception as exc:
+            raise graphql_error(exc) from None
+        charge(info.context, "events", len(events))  # nothing is written when refused
+        try:
             drafts = [
                 EventDraft(
                     user_id=str(e.user_id),
@@ -131,7 +131,7 @@ class Mutation:
     ) -> UpsertItemsResult:
         engine = info.context.engine
         try:
-            authorize(engine.settings, _key(info), admin=True)
+            authorize(engine.settings, info.context.api_key, admin=True)
             drafts = [
                 ItemDraft(
                     item_id=str(i.item_id),
@@ -160,7 +160,7 @@ class Mutation:
     async def reload_models(self, info: strawberry.Info[Context, None]) -> ReloadModelsResult:
         engine = info.context.engine
         try:
-            authorize(engine.settings, _key(info), admin=True)
+            authorize(engine.settings, info.context.api_key, admin=True)
             result = await engine.reload()
         except Exception as exc:
             raise graphql_error(exc) from None

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
 from app.candidates.base import SourceConfig, SourceInput, SourceResult, keep_allowed
+from app.deadlines import Fault, inject
 from app.domain import UserState
 
 METRIC = "dot"
+# Test-only fault injection (SHORTLIST_FAULTS): every ANN search of a column is one store call.
+FAULT_POINTS = ("ann:cf_vector", "ann:content_vector")
 
 
 @dataclass
@@ -21,11 +25,13 @@ class VectorIndex:
     column: str
     search: dict[str, int]
     measured_k: int = 1000  # the k the build measured `search` at
+    faults: Mapping[str, Fault] = field(default_factory=dict)  # test only: ann:<column>
 
     async def nearest(
         self, vector: np.ndarray, k: int, where: str | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """item_index and dot-product score of the k nearest items, best first."""
+        await inject(f"ann:{self.column}", self.faults)
         query = (
             self.table.query()
             .nearest_to(np.asarray(vector, dtype=np.float32))

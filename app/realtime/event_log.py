@@ -18,7 +18,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from app.deadlines import Fault, inject
 from app.realtime.live_store import (
     EVENTS,
     EVENTS_SCHEMA,
@@ -39,6 +40,7 @@ from app.realtime.records import LiveEvent
 log = logging.getLogger("shortlist.realtime")
 
 MAX_BATCH_EVENTS = 20_000  # events per append, whatever is waiting
+APPEND_FAULT = "events:append"  # test-only fault injection into the durable write
 KEEP_VERSIONS_FOR = timedelta(minutes=1)
 KEEP_EVERYTHING = timedelta(days=7)
 
@@ -55,12 +57,14 @@ class EventLog:
         *,
         fsync: bool,
         compact_every: int,
+        faults: Mapping[str, Fault] | None = None,
     ) -> None:
         self.database = database
         self.table = table
         self.next_seq = next_seq
         self.fsync = fsync
         self.compact_every = compact_every
+        self.faults = dict(faults or {})
         self.lock = asyncio.Lock()  # held while a batch is written and applied
         self.on_durable: Apply = lambda events: None
         self.appends = 0
@@ -72,7 +76,14 @@ class EventLog:
         self._closed = False
 
     @classmethod
-    async def open(cls, database: LiveDatabase, *, fsync: bool, compact_every: int) -> EventLog:
+    async def open(
+        cls,
+        database: LiveDatabase,
+        *,
+        fsync: bool,
+        compact_every: int,
+        faults: Mapping[str, Fault] | None = None,
+    ) -> EventLog:
         table = await database.table(EVENTS, EVENTS_SCHEMA)
         seqs = await table.query().select(["seq"]).to_arrow()
         top = pc.max(seqs["seq"]).as_py() if seqs.num_rows else None
@@ -82,6 +93,7 @@ class EventLog:
             0 if top is None else int(top) + 1,
             fsync=fsync,
             compact_every=compact_every,
+            faults=faults,
         )
 
     def start(self, on_durable: Apply) -> None:
@@ -124,6 +136,7 @@ class EventLog:
                 self.next_seq += len(events)
             flat = [e for events in numbered for e in events]
             try:
+                await inject(APPEND_FAULT, self.faults)
                 await self.table.add(to_arrow(flat))
             except Exception as exc:  # nothing of this batch is acknowledged
                 log.error("event append failed: %s", exc)

@@ -15,13 +15,17 @@ column included): the direction ranks items by the user's endorsements, its scal
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
 
+from app.deadlines import Fault, inject
 from app.items import ItemCatalog
+
+HISTORY_FAULT = "events:history"  # test-only fault injection into the batch history read
 
 
 @dataclass(frozen=True)
@@ -49,17 +53,25 @@ class FoldIn:
         alpha: float,
         regularization: float,
         events: Any | None = None,
+        faults: Mapping[str, Fault] | None = None,
     ) -> None:
         self.factors = np.asarray(item_factors, dtype=np.float64)
         self.in_cf = np.asarray(in_cf, dtype=bool)
         self.alpha = alpha
         self.regularization = regularization
         self.events = events  # the version's events table (LanceDB async), for batch histories
+        self.faults = dict(faults or {})
         dim = self.factors.shape[1]
         self.base = self.factors.T @ self.factors + regularization * np.eye(dim)
 
     @classmethod
-    def for_version(cls, items: ItemCatalog, cf: dict[str, Any], events: Any | None) -> FoldIn:
+    def for_version(
+        cls,
+        items: ItemCatalog,
+        cf: dict[str, Any],
+        events: Any | None,
+        faults: Mapping[str, Fault] | None = None,
+    ) -> FoldIn:
         params = cf.get("params", {}) or {}
         return cls(
             items.cf,
@@ -67,6 +79,7 @@ class FoldIn:
             alpha=float(params.get("alpha", 1.0)),
             regularization=float(params.get("regularization", 0.01)),
             events=events,
+            faults=faults,
         )
 
     def solve(self, items: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
@@ -106,6 +119,7 @@ class FoldIn:
         """The user's batch endorsements in this version (empty for users the build never saw)."""
         if self.events is None:
             return History.empty()
+        await inject(HISTORY_FAULT, self.faults)
         quoted = user_id.replace("'", "''")
         rows = (
             await self.events.query()

@@ -58,7 +58,10 @@ class Live:
     async def open(cls, settings: Settings) -> Live:
         database = await LiveDatabase.open(CatalogRoot(settings.db_path).live_dir)
         event_log = await EventLog.open(
-            database, fsync=settings.events_fsync, compact_every=settings.events_compact_every
+            database,
+            fsync=settings.events_fsync,
+            compact_every=settings.events_compact_every,
+            faults=settings.faults,
         )
         items = ItemUpserts(
             database, settings.text_model, settings.threads, settings.embed_batch_size
@@ -107,7 +110,10 @@ class Live:
     async def user_state(
         self, batch: UserState, catalog: ItemCatalog, key: str, version: str, fold: FoldIn | None
     ) -> UserState:
-        """The batch state with the user's live events laid over it (the batch one if none)."""
+        """The batch state with the user's live events laid over it (the batch one if none).
+
+        Raises when the user's batch history cannot be read (the caller falls back on
+        `user_state_now`, which leaves it out)."""
         live = self.users.get(batch.user_id)
         if live is None:
             return batch
@@ -118,14 +124,46 @@ class Live:
             reading = self._history(live, batch.user_id, version, fold, catalog)
             try:
                 history = await asyncio.shield(reading)
-            except Exception as exc:  # the batch vector still serves; the next request retries
-                log.warning("batch history of %s unavailable: %s", batch.user_id, exc)
+            except Exception:  # the next request reads it again; this one falls back
                 live.history = None
+                raise
+        return self._laid_over(batch, live, catalog, key, fold, history, final=True)
+
+    def user_state_now(
+        self, batch: UserState, catalog: ItemCatalog, key: str, version: str, fold: FoldIn | None
+    ) -> UserState:
+        """`user_state` without waiting: a batch history still being read is left out (the CF
+        vector is then the batch one). What a request falls back on when the state is late."""
+        live = self.users.get(batch.user_id)
+        if live is None:
+            return batch
+        if live.derived is not None and live.derived[:2] == (key, live.revision):
+            return live.derived[2]
+        history: History | None = None
+        needed = batch.known and bool(live.endorsements) and fold is not None
+        if needed and live.history is not None and live.history[0] == version:
+            reading = live.history[1]
+            if reading.done() and not reading.cancelled() and reading.exception() is None:
+                history = reading.result()
+        final = not needed or history is not None
+        return self._laid_over(batch, live, catalog, key, fold, history, final)
+
+    def _laid_over(
+        self,
+        batch: UserState,
+        live: LiveUser,
+        catalog: ItemCatalog,
+        key: str,
+        fold: FoldIn | None,
+        history: History | None,
+        final: bool,
+    ) -> UserState:
         cf: np.ndarray | None = None
         if fold is not None and live.endorsements and (history is not None or not batch.known):
             cf = fold.solve_with(history or History.empty(), live.endorsements, catalog)
         state = overlay(batch, live, catalog, self.settings.recent_items, cf, history)
-        live.derived = (key, live.revision, state)
+        if final:  # kept until the user's next event; a state missing its history is not
+            live.derived = (key, live.revision, state)
         return state
 
     def prefetch(

@@ -34,7 +34,9 @@ class Server:
             **os.environ,
             "SHORTLIST_API_KEY": KEY,
             "SHORTLIST_ADMIN_KEY": ADMIN,
-            "SHORTLIST_PIPELINE": json.dumps({"budget_ms": 5000, "candidates_ms": 4000}),
+            "SHORTLIST_PIPELINE": json.dumps(
+                {"budget_ms": 5000, "user_state_ms": 4000, "candidates_ms": 4000}
+            ),
         }
         command = ["-c", "from pipelines.cli import main; main()", "serve", "--db", str(root)]
         self.process = subprocess.Popen(

@@ -17,6 +17,7 @@ from schema.http import graphql_app
 # Generous deadlines: these tests check behaviour, not speed, on a busy 2-core CI machine.
 RELAXED = {
     "budget_ms": 5000,
+    "user_state_ms": 4000,
     "candidates_ms": 4000,
     "ranking_ms": 4000,
     "reranking_ms": 4000,

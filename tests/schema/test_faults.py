@@ -1,0 +1,141 @@
+"""Under any single injected fault a recommendation still arrives, complete and degraded.
+
+Every fault point (`app.pipeline.FAULT_POINTS`): the user-state step, the three stages, every
+candidate source, and the store calls (the LanceDB ANN search of each vector column, the read of
+a user's batch history, the live event log's append). A 5 s delay must be cut by the deadline
+machinery: the report says the part timed out at its deadline, and the answer is whole. No
+wall-clock time is asserted here; response times under each fault are measured by
+`shortlist load` (README, Hardening).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.pipeline import FAULT_POINTS, SOURCES
+from app.settings import Settings
+from tests.schema.conftest import EVENTS, KEYS, _client, gql
+
+SOURCE_NAMES = [s.name for s in SOURCES]
+# Deadlines far below the injected 5 s and far above what an unfaulted part needs here.
+PIPELINE = {
+    "budget_ms": 3000,
+    "user_state_ms": 400,
+    "candidates_ms": 1000,
+    "ranking_ms": 800,
+    "reranking_ms": 500,
+    "candidates": {name: {"deadline_ms": 400} for name in SOURCE_NAMES},
+}
+DELAY = {"delay_ms": 5000}
+FAIL = {"fail": True}
+# Which reports a fault at each point shows (a store call shows in what calls it).
+REPORTED = {
+    "ann:cf_vector": "source:cf_ann",
+    "ann:content_vector": "source:content_ann",
+    "events:history": "user_state",
+    **{name: f"source:{name}" for name in SOURCE_NAMES},
+}
+RECS = """query($u: ID!) { recommendations(userId: $u, count: 30) {
+  degraded stages { name status detail } items { item { id } } } }"""
+ANSWERED = [p for p in FAULT_POINTS if p != "events:append"]
+
+
+def test_every_fault_point_is_tested() -> None:
+    assert set(ANSWERED) | {"events:append"} == set(FAULT_POINTS)
+    assert set(REPORTED) | {"user_state", "candidates", "ranking", "reranking"} >= set(ANSWERED)
+
+
+async def _recommend_under(root, fault: dict[str, Any], point: str, user: str) -> dict[str, Any]:
+    settings = Settings(db_path=root, pipeline=PIPELINE, faults={point: fault}, **KEYS)
+    async for client in _client(settings):
+        if point == "events:history":  # a live endorsement: the user's history must be read
+            view = [{"userId": user, "itemId": "i0001", "event": "PURCHASE"}]
+            response = await client.post(
+                "/graphql",
+                json={"query": EVENTS, "variables": {"e": view}},
+                headers={"x-api-key": KEYS["api_key"]},
+            )
+            assert response.json()["data"]["recordEvents"]["accepted"] == 1
+        data = await gql(client, RECS, u=user)
+        assert "errors" not in data, data
+        return data["data"]["recommendations"]  # type: ignore[no-any-return]
+    raise AssertionError("no client")
+
+
+def _root(request: pytest.FixtureRequest, point: str) -> Path:
+    """The shared catalog, or a private copy where the test records an event."""
+    name = "live_root" if point == "events:history" else "built_catalog"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def batch_user(built_catalog) -> str:
+    """A user the build knows, with CF and content vectors and recent items."""
+    from app.store import CatalogRoot
+
+    users = CatalogRoot(built_catalog).open().table("users").to_pandas()
+    return str(users.sort_values("n_events").iloc[len(users) // 2]["user_id"])
+
+
+@pytest.mark.parametrize("point", ANSWERED)
+async def test_a_delay_anywhere_is_cut_at_its_deadline(point, request, batch_user) -> None:
+    result = await _recommend_under(_root(request, point), DELAY, point, batch_user)
+    assert result["degraded"] is True
+    assert len(result["items"]) == 30, "the answer is complete"
+    report = {s["name"]: s for s in result["stages"]}[REPORTED.get(point, point)]
+    assert report["status"] == "TIMEOUT"
+    assert "exceeded" in report["detail"], "cut by its deadline, not awaited"
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        "user_state",
+        "candidates",
+        "ranking",
+        "reranking",
+        "cf_ann",
+        "ann:content_vector",
+        "events:history",
+    ],
+)
+async def test_a_failure_anywhere_degrades_the_answer(point, request, batch_user) -> None:
+    result = await _recommend_under(_root(request, point), FAIL, point, batch_user)
+    assert result["degraded"] is True and len(result["items"]) == 30
+    report = {s["name"]: s for s in result["stages"]}[REPORTED.get(point, point)]
+    assert report["status"] == "ERROR" and "fault injected" in report["detail"]
+
+
+async def test_a_failing_event_log_acknowledges_nothing(live_root) -> None:
+    settings = Settings(db_path=live_root, faults={"events:append": FAIL}, **KEYS)
+    async for client in _client(settings):
+        response = await client.post(
+            "/graphql",
+            json={
+                "query": EVENTS,
+                "variables": {"e": [{"userId": "u", "itemId": "i0001", "event": "VIEW"}]},
+            },
+            headers={"x-api-key": KEYS["api_key"]},
+        )
+        assert response.status_code == 200
+        data = response.json()
+        assert data["data"] is None
+        assert data["errors"][0]["extensions"]["code"] == "LIVE_STORE_UNAVAILABLE"
+        assert await client.app.state.engine.live.events.count() == 0  # type: ignore[attr-defined]
+
+
+async def test_similar_items_answer_when_one_index_is_down(live_root, batch_user) -> None:
+    query = '{ similarItems(itemId: "i0001", count: 10) { item { id } } }'
+    pipeline = {**PIPELINE, "budget_ms": 1000}
+    settings = Settings(db_path=live_root, faults={"ann:cf_vector": DELAY}, pipeline=pipeline)
+    async for client in _client(settings):
+        data = await gql(client, query)
+        assert len(data["data"]["similarItems"]) == 10, "from the content index alone"
+
+
+def test_unknown_fault_points_are_refused() -> None:
+    with pytest.raises(ValueError, match="no fault point named ann:cf"):
+        Settings(faults={"ann:cf": DELAY})
