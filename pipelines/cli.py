@@ -189,12 +189,23 @@ def evaluate(
     format: Annotated[str, typer.Option("--format", help="movielens or generic.")],
     k: Annotated[int, typer.Option(help="Cut-off of the ranking metrics.", min=1, max=200)] = 10,
     out: Annotated[Path, typer.Option(help="Directory for the report.")] = Path("data/evaluation"),
+    deadlines: Annotated[
+        str,
+        typer.Option(
+            help="lifted: no source or stage drops out, so accuracy does not depend on how busy "
+            "the machine is; served: the server's deadlines."
+        ),
+    ] = "lifted",
 ) -> None:
     """Hold out each user's latest events; compare the served pipeline with baselines."""
     from pipelines.evaluation.report import markdown
+    from pipelines.evaluation.run import DEADLINES
     from pipelines.evaluation.run import evaluate as run_evaluation
 
-    report = run_evaluation(source, format, out, k, _settings(), Reporter())
+    if deadlines not in DEADLINES:
+        choices = ", ".join(DEADLINES)
+        raise ShortlistError(f"--deadlines must be one of {choices}, not {deadlines!r}")
+    report = run_evaluation(source, format, out, k, _settings(), Reporter(), deadlines)
     typer.echo(markdown(report))
     err.print(f"[bold green]wrote[/] {out}/evaluation.json, evaluation.md, evaluation.png")
 
