@@ -52,8 +52,11 @@ def test_movielens_training_split_builds(movielens) -> None:
 def test_movielens_served_pipeline_beats_the_baselines(movielens) -> None:
     report, _ = movielens
     ndcg = {row["method"]: row["ndcg@10"] for row in report["results"]}
-    for baseline in ("popularity", "als", "ease", "item_knn", "content"):
+    simple = ("popularity", "als", "ease", "item_knn", "content")
+    for baseline in simple:
         assert ndcg["shortlist"] > ndcg[baseline], baseline
+    # the target: 1.10x the best simple baseline (1.18x measured with these seeds)
+    assert ndcg["shortlist"] >= 1.10 * max(ndcg[b] for b in simple)
     # the ranker earns its place
     assert ndcg["shortlist"] > ndcg["shortlist without ranker"]
     deep = {row["method"]: row.get("recall@1000") for row in report["results"]}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from typing import Any
 
 import httpx
@@ -20,8 +21,10 @@ from hypothesis import strategies as st
 from tests.schema.conftest import EVENTS, KEYS
 
 HANG_GUARD_S = 60  # not a speed assertion: a request still open after a minute is a hang
+# SHORTLIST_PROPERTY_EXAMPLES scales every property test for a deeper run than CI's.
+SCALE = max(1, int(os.environ.get("SHORTLIST_PROPERTY_EXAMPLES", "50"))) / 50
 PROPERTY = settings(
-    max_examples=50,
+    max_examples=round(50 * SCALE),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -204,7 +207,7 @@ items = st.lists(
 UPSERT = "mutation($i: [ItemInput!]!) { upsertItems(items: $i) { inserted updated } }"
 
 
-@settings(PROPERTY, max_examples=25)
+@settings(PROPERTY, max_examples=round(25 * SCALE))
 @given(batch=items)
 async def test_any_items_answer(live_client, batch) -> None:
     await post(live_client, body(UPSERT, {"i": batch}), KEYS["admin_key"])
@@ -230,7 +233,7 @@ async def test_any_body_answers(live_client, document) -> None:
     await post(live_client, document, KEYS["api_key"])
 
 
-@settings(PROPERTY, max_examples=30)
+@settings(PROPERTY, max_examples=round(30 * SCALE))
 @given(
     params=st.dictionaries(
         st.sampled_from(["query", "variables", "operationName"]),
