@@ -28,12 +28,12 @@ $(DB)/CURRENT: | $(STAMP)
 catalog: $(DB)/CURRENT
 
 demo: install catalog
-	@if $(VENV)/bin/shortlist --help | grep -q " serve "; then \
-		$(VENV)/bin/shortlist serve --db $(DB); \
-	else \
-		$(VENV)/bin/shortlist info --db $(DB); \
-		echo "The catalog is built. Serving (GraphiQL) arrives with the serving issue."; \
-	fi
+	$(VENV)/bin/shortlist serve --db $(DB)
+
+# Served latency per stage on the demo catalog, in-process (the scale benchmark is issue #6's).
+bench: install catalog
+	$(VENV)/bin/shortlist bench --db $(DB) --requests 1000 --out data/bench.json
+	$(VENV)/bin/shortlist bench --db $(DB) --requests 1000 --explain --out data/bench-explain.json
 
 lint: install
 	$(VENV)/bin/ruff check app schema pipelines tests
