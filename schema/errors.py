@@ -53,7 +53,20 @@ def code_of(error: GraphQLError, phase: str) -> str:
     cause = error.original_error
     if error.path is None and (cause is None or isinstance(cause, GraphQLError)):
         return "BAD_USER_INPUT" if phase == "execute" else "GRAPHQL_VALIDATION_FAILED"
+    if phase == "execute" and _is_argument_coercion(cause):
+        return "BAD_USER_INPUT"  # e.g. an explicit null for `count: Int! = 10` via a variable
     return INTERNAL  # a failure outside any resolver's care, e.g. an unserialisable value
+
+
+def _is_argument_coercion(cause: BaseException | None) -> bool:
+    """graphql-core coerces a field's arguments as the field executes: a value that does not
+    fit is its own GraphQLError ("Argument 'count' has invalid value ..."), located at the field
+    like a resolver's failure but the client's doing."""
+    return (
+        isinstance(cause, GraphQLError)
+        and cause.original_error is None
+        and cause.message.startswith("Argument '")
+    )
 
 
 def _phase(context: ExecutionContext | None) -> str:

@@ -173,3 +173,17 @@ async def test_refused_values_log_one_line_without_a_traceback(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
     refused = [r for r in caplog.records if "request refused" in r.getMessage()]
     assert len(refused) == 1 and code in refused[0].getMessage()
+
+
+async def test_an_explicit_null_for_an_argument_with_a_default_is_the_clients_error(
+    client, caplog
+) -> None:
+    # `count: Int! = 10` accepts a nullable variable (the default covers an omitted one), but
+    # graphql-core refuses an explicit null only as the field executes: still BAD_USER_INPUT.
+    query = 'query($n: Int) { recommendations(userId: "u0001", count: $n) { requestId } }'
+    with caplog.at_level(logging.INFO):
+        data = await gql(client, query, n=None)
+    assert codes(data) == ["BAD_USER_INPUT"] and "count" in data["errors"][0]["message"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    similar = 'query($n: Int) { similarItems(itemId: "i0001", count: $n) { item { id } } }'
+    assert codes(await gql(client, similar, n=None)) == ["BAD_USER_INPUT"]
