@@ -2,8 +2,9 @@
 
 `app` never imports `schema`: the GraphQL ASGI app is handed in by whoever composes the server
 (`shortlist serve`, tests), keeping the dependency one-way. Around it: the request body limit
-(`app.refusals.BodyLimit`); in `app.state`: the engine and the per-client rate limits, which the
-GraphQL layer charges.
+(`app.refusals.BodyLimit`); beside it: /healthz (the process answers), /readyz (503 until the
+engine is loaded) and /metrics (`app.metrics`, this app's own registry). In `app.state`: the
+engine, the metrics and the per-client rate limits, which the GraphQL layer charges.
 
 A start-up that fails for an expected reason (no catalog, a missing or unreadable model file, an
 unwritable live database) is reported to the server as one line, `cannot start: <why>`, with no
