@@ -34,18 +34,15 @@ from app.realtime.records import LiveEvent
 log = logging.getLogger("shortlist.realtime")
 
 READ_BATCHES = 1000  # stream entries per XREAD
-# raises the sequence counter (the last number given out) to at least ARGV[1]
-_FLOOR = (
-    "local now = tonumber(redis.call('GET', KEYS[1]) or '-1') "
-    "if tonumber(ARGV[1]) > now then redis.call('SET', KEYS[1], ARGV[1]) end "
+# The counter holds the last sequence number given out. _FLOOR raises it to at least ARGV[1];
+# _ALLOCATE gives out ARGV[1] numbers, none at or below ARGV[2] (the last this replica knows of:
+# guards against a Redis that lost the counter while the replicas ran).
+_RAISE = (
+    "local now = redis.call('GET', KEYS[1]) "
+    "if not now or tonumber(ARGV[2]) > tonumber(now) then redis.call('SET', KEYS[1], ARGV[2]) end "
 )
-# gives out ARGV[1] numbers, none below ARGV[2] (what this replica knows was given out before:
-# guards against a Redis that lost the counter while the replicas ran)
-_ALLOCATE = (
-    "local now = tonumber(redis.call('GET', KEYS[1]) or '-1') "
-    "if tonumber(ARGV[2]) - 1 > now then redis.call('SET', KEYS[1], tonumber(ARGV[2]) - 1) end "
-    "return redis.call('INCRBY', KEYS[1], ARGV[1])"
-)
+_FLOOR = _RAISE
+_ALLOCATE = _RAISE + "return redis.call('INCRBY', KEYS[1], ARGV[1])"
 
 
 @dataclass
@@ -120,10 +117,10 @@ class RedisFeed:
         return cls(client, namespace, max_batches)
 
     async def floor(self, top_seq: int) -> None:
-        await self.client.eval(_FLOOR, 1, self.seq_key, top_seq)
+        await self.client.eval(_FLOOR, 1, self.seq_key, 0, top_seq)
 
     async def allocate(self, count: int, local_next: int) -> int:
-        last = int(await self.client.eval(_ALLOCATE, 1, self.seq_key, count, local_next))
+        last = int(await self.client.eval(_ALLOCATE, 1, self.seq_key, count, local_next - 1))
         return last - count + 1
 
     async def publish(self, events: list[LiveEvent]) -> None:
