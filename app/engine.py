@@ -42,6 +42,7 @@ from app.settings import Settings
 from app.store import EVENTS, CatalogRoot
 
 MAX_COUNT = 200
+RETRY_FOLLOW_S = 30.0  # before loading again a pinned version that failed to load
 Found = tuple[np.ndarray, np.ndarray]  # item_index and scores of an ANN search
 log = logging.getLogger("shortlist.engine")
 
@@ -69,7 +70,8 @@ class Engine:
         self.caches = Caches(settings.redis_url, settings.redis_namespace)
         # called with every recommendation result (metrics): must be quick and never raise
         self.observers: list[Callable[[RecommendationResult], None]] = []
-        self._unloadable: str | None = None  # a pinned version this replica failed to load
+        # a pinned version this replica failed to load, and when: retried after RETRY_FOLLOW_S
+        self._unloadable: tuple[str, float] | None = None
         self._swap = asyncio.Lock()  # one catalog change (upsert, re-index, reload) at a time
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -328,12 +330,17 @@ class Engine:
         answer with the pinned version once it is pinned)."""
         async with self._swap:
             previous = self.current.runtime.version
-            if version in (previous, self._unloadable):
+            failed = self._unloadable
+            if version == previous or (
+                failed is not None
+                and failed[0] == version
+                and time.monotonic() - failed[1] < RETRY_FOLLOW_S
+            ):
                 return
             try:
                 await self._adopt(await self.load(self.settings, version, self.live), False)
             except Exception as exc:
-                self._unloadable = version
+                self._unloadable = (version, time.monotonic())
                 log.error(
                     "cannot follow the pinned version %s, serving %s: %s", version, previous, exc
                 )

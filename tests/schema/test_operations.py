@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis.asyncio as redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.logs import JsonFormatter
@@ -93,3 +94,22 @@ async def test_a_late_stage_and_source_count_as_timeouts_and_degraded(
     assert line["request_id"] == answer["requestId"]
     assert (line["operation"], line["status"], line["degraded"]) == ("recommendations", 200, True)
     assert line["level"] == "INFO" and line["duration_ms"] > 0
+
+
+async def test_a_replica_pins_its_version_and_keeps_serving_if_a_pin_cannot_load(
+    live_root: Path, redis_server: str, redis_namespace: str
+) -> None:
+    settings = Settings(
+        db_path=live_root, pipeline=RELAXED, redis_url=redis_server, redis_namespace=redis_namespace
+    )
+    shared = redis.from_url(redis_server, decode_responses=True)
+    try:
+        async for client in _client(settings):
+            version = (await client.get("/readyz")).json()["modelVersion"]
+            assert await shared.get(f"{redis_namespace}:version") == version, "pinned at start"
+            await shared.set(f"{redis_namespace}:version", "v29990101-000000-999")  # not on disk
+            answer = await gql(client, RECS, u="u0001")
+            assert "errors" not in answer, answer
+            assert answer["data"]["recommendations"]["modelVersion"] == version
+    finally:
+        await shared.aclose()
