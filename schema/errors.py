@@ -53,6 +53,10 @@ def code_of(error: GraphQLError, phase: str) -> str:
     cause = error.original_error
     if error.path is None and (cause is None or isinstance(cause, GraphQLError)):
         return "BAD_USER_INPUT" if phase == "execute" else "GRAPHQL_VALIDATION_FAILED"
+    argument = error.message.startswith("Argument '")  # graphql-core's words for these
+    if phase == "execute" and argument and (cause is None or isinstance(cause, GraphQLError)):
+        # an argument coerced as its field runs, e.g. an explicit null for `count: Int! = 10`
+        return "BAD_USER_INPUT"
     return INTERNAL  # a failure outside any resolver's care, e.g. an unserialisable value
 
 
