@@ -112,6 +112,18 @@ def replicas(
             replica.stop()
 
 
+def _logged(replica: Replica, request_id: str) -> list[dict[str, Any]]:
+    """The replica's JSON log lines of one request (written once the response is sent)."""
+    deadline = time.monotonic() + 10
+    while True:
+        text = replica.log.read_text()
+        lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+        mine = [line for line in lines if line.get("request_id") == request_id]
+        if mine or time.monotonic() > deadline:
+            return mine
+        time.sleep(0.05)
+
+
 def _user(root: Path, row: int) -> str:
     return str(CatalogRoot(root).open().table("users").to_pandas()["user_id"].iloc[row])
 
@@ -135,8 +147,7 @@ def test_an_event_recorded_on_one_replica_is_honoured_by_the_other(
     assert after, "B still recommends"
 
     # B's log line for that request carries the requestId it answered with, as JSON
-    lines = [json.loads(line) for line in b.log.read_text().splitlines() if line.startswith("{")]
-    mine = [line for line in lines if line.get("request_id") == answer["requestId"]]
+    mine = _logged(b, answer["requestId"])
     assert [line["operation"] for line in mine] == ["recommendations"]
     assert mine[0]["degraded"] is False and mine[0]["duration_ms"] > 0
 
