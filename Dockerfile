@@ -13,12 +13,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     SHORTLIST_HOST=0.0.0.0 \
     SHORTLIST_PORT=8000
 
-# libgomp: OpenMP for implicit, CatBoost and torch.
+# libgomp: OpenMP for implicit, CatBoost and torch. Unpinned on purpose: the base image's Debian
+# release fixes the version, and a rebuild should pick up its security updates.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libgomp1 \
     && rm -rf /var/lib/apt/lists/*
 
-RUN groupadd --system shortlist && useradd --system --gid shortlist --home-dir /app shortlist
+RUN groupadd --system --gid 10001 shortlist \
+    && useradd --system --uid 10001 --gid shortlist --home-dir /app shortlist
 WORKDIR /app
 
 # CPU-only torch first, so sentence-transformers never pulls a CUDA build.
@@ -34,11 +37,13 @@ RUN pip install .
 RUN mkdir -p /app/data \
     && shortlist generate --items 5000 --users 1000 --seed 7 --out /app/data/demo \
     && shortlist build --source /app/data/demo --format generic \
-    && chown -R shortlist:shortlist /app
+    && chown -R 10001:10001 /app
 
-USER shortlist
+# numeric, so orchestrators can check it is not root without reading /etc/passwd
+USER 10001:10001
 EXPOSE 8000
+# slim has no curl: Python asks /healthz (the process answers); /readyz is for load balancers
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
-    CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=2).status != 200)"
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
 
 CMD ["shortlist", "serve"]

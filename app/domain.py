@@ -7,6 +7,7 @@ arrays); ids and metadata are attached only at the end.
 from __future__ import annotations
 
 import enum
+import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -36,6 +37,8 @@ class RecommendationRequest:
     session_id: str | None = None
     filter: ItemFilter = field(default_factory=ItemFilter)
     explain: bool = False
+    # answered as `requestId` and written in the request's log lines (app.logs)
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 @dataclass

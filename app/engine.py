@@ -19,8 +19,8 @@ from typing import Any
 
 import lancedb
 import numpy as np
-from aiocache import SimpleMemoryCache
 
+from app.caches import Caches
 from app.candidates.ann import VectorIndex
 from app.deadlines import run_within
 from app.domain import (
@@ -42,6 +42,7 @@ from app.settings import Settings
 from app.store import EVENTS, CatalogRoot
 
 MAX_COUNT = 200
+RETRY_FOLLOW_S = 30.0  # before loading again a pinned version that failed to load
 Found = tuple[np.ndarray, np.ndarray]  # item_index and scores of an ANN search
 log = logging.getLogger("shortlist.engine")
 
@@ -66,7 +67,11 @@ class Engine:
         self.settings = settings
         self.current = loaded
         self.live = live
-        self.cache = SimpleMemoryCache()
+        self.caches = Caches(settings.redis_url, settings.redis_namespace)
+        # called with every recommendation result (metrics): must be quick and never raise
+        self.observers: list[Callable[[RecommendationResult], None]] = []
+        # a pinned version this replica failed to load, and when: retried after RETRY_FOLLOW_S
+        self._unloadable: tuple[str, float] | None = None
         self._swap = asyncio.Lock()  # one catalog change (upsert, re-index, reload) at a time
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -75,14 +80,27 @@ class Engine:
         """Open the serving version; with `live`, bring it up to date from the live database."""
         opened = await Live.open(settings) if live else None
         try:
-            engine = cls(settings, await cls.load(settings, None, opened), opened)
+            loaded = await cls._load_pinned(settings, opened)
+            engine = cls(settings, loaded, opened)
             if opened is not None:
+                await opened.feed.pin(loaded.runtime.version, only_if_unset=True)
                 await engine._adopt(engine.current, replay=True)
         except BaseException:
             if opened is not None:
                 await opened.close()
             raise
         return engine
+
+    @classmethod
+    async def _load_pinned(cls, settings: Settings, live: Live | None) -> Loaded:
+        """The version the replicas serve (pinned in the feed), else CURRENT."""
+        pinned = await live.feed.pinned() if live is not None else None
+        if pinned is not None:
+            try:
+                return await cls.load(settings, pinned, live)
+            except ShortlistError as exc:
+                log.error("cannot load the pinned version %s, serving CURRENT: %s", pinned, exc)
+        return await cls.load(settings, None, live)
 
     @classmethod
     async def load(
@@ -112,7 +130,7 @@ class Engine:
         await asyncio.gather(*self._background, return_exceptions=True)
         if self.live is not None:
             await self.live.close()
-        await self.cache.clear()
+        await self.caches.close()
 
     # --- queries ------------------------------------------------------------------------------
     async def recommend(
@@ -126,20 +144,23 @@ class Engine:
         async def user() -> UserState:
             return await self.user_state(current, request.user_id)
 
-        return await current.pipeline.recommend(
+        result = await current.pipeline.recommend(
             request,
             load_user=user,
             fallback_user=lambda: self.user_state_now(current, request.user_id),
         )
+        for observe in self.observers:
+            observe(result)
+        return result
 
     async def user_state(self, loaded: Loaded, user_id: str) -> UserState:
         """The batch profile (cached) with the user's live events laid over it (never cached
         past an event: the overlay is recomputed whenever the user's live revision moves)."""
         key = f"user:{loaded.runtime.version}:{user_id}"
-        state = await self.cache.get(key)
+        state = await self.caches.local.get(key)
         if state is None:
             state = loaded.pipeline.user_state(user_id)
-            await self.cache.set(key, state, ttl=self.settings.user_cache_ttl_s)
+            await self.caches.local.set(key, state, ttl=self.settings.user_cache_ttl_s)
         if self.live is None:
             return state  # type: ignore[no-any-return]
         return await self.live.user_state(
@@ -167,9 +188,9 @@ class Engine:
         if anchor is None:
             return []
         key = f"similar:{loaded.key}:{item_id}:{count}"
-        cached = await self.cache.get(key)
-        if cached is not None:
-            return cached  # type: ignore[no-any-return]
+        cached = await self.caches.shared.get(key)
+        if cached is not None:  # (item_index, score) pairs, as JSON
+            return [ScoredItemView(self.item_view(runtime, int(i)), float(s)) for i, s in cached]
         indexes = [(runtime.content_index, runtime.items.content[anchor])]
         if runtime.items.in_cf[anchor]:
             indexes.append((runtime.cf_index, runtime.items.cf[anchor]))
@@ -197,7 +218,8 @@ class Engine:
             ScoredItemView(self.item_view(runtime, i), round(fused[i] / top, 6)) for i in best
         ]
         if len(found) == len(indexes):
-            await self.cache.set(key, result, ttl=self.settings.similar_cache_ttl_s)
+            pairs = [[i, s.score] for i, s in zip(best, result, strict=True)]
+            await self.caches.shared.set(key, pairs, ttl=self.settings.similar_cache_ttl_s)
         return result
 
     def item(self, item_id: str, loaded: Loaded | None = None) -> ItemView | None:
@@ -276,6 +298,8 @@ class Engine:
                 return Reloaded(previous, previous, False, 0, _ms(started))
             try:
                 loaded = await self.load(self.settings, target, self.live)
+                if self.live is not None:  # the other replicas follow before their next answer
+                    await self.live.feed.pin(target)
                 replayed = await self._adopt(loaded, replay=False)
             except Exception as exc:
                 log.error("reload of %s failed, still serving %s: %s", target, previous, exc)
@@ -286,6 +310,42 @@ class Engine:
                 ) from exc
         log.info("now serving %s (was %s)", target, previous)
         return Reloaded(target, previous, True, replayed, _ms(started))
+
+    async def sync(self) -> None:
+        """Before a request: apply the events other replicas acknowledged, and switch to the
+        version pinned for all replicas if it is not the one serving. Without replicas, nothing
+        to do; with Redis unreachable, the request is answered from this replica's state."""
+        if self.live is None:
+            return
+        try:
+            pinned = await self.live.catch_up()
+        except Exception as exc:
+            log.warning("cannot read the replicas' shared state: %s", exc)
+            return
+        if pinned is not None and pinned != self.current.runtime.version:
+            await self._follow(pinned)
+
+    async def _follow(self, version: str) -> None:
+        """Serve `version`, which another replica pinned (requests wait: every replica must
+        answer with the pinned version once it is pinned)."""
+        async with self._swap:
+            previous = self.current.runtime.version
+            failed = self._unloadable
+            if version == previous or (
+                failed is not None
+                and failed[0] == version
+                and time.monotonic() - failed[1] < RETRY_FOLLOW_S
+            ):
+                return
+            try:
+                await self._adopt(await self.load(self.settings, version, self.live), False)
+            except Exception as exc:
+                self._unloadable = (version, time.monotonic())
+                log.error(
+                    "cannot follow the pinned version %s, serving %s: %s", version, previous, exc
+                )
+                return
+        log.info("now serving %s (pinned by a replica; was %s)", version, previous)
 
     async def _adopt(self, loaded: Loaded, replay: bool) -> int:
         """Apply the live items to `loaded`, replay the live events it has not trained on (if

@@ -17,7 +17,6 @@ Every stage and source reports its time, status and counts in `RecommendationRes
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 
 from pydantic import BaseModel, Field
@@ -224,7 +223,7 @@ class Pipeline:
             picks=picks,
             stages=reports,
             degraded=degraded,
-            request_id=uuid.uuid4().hex,
+            request_id=request.request_id,
             model_version=self.runtime.version,
         )
 

@@ -2,8 +2,9 @@
 
 `app` never imports `schema`: the GraphQL ASGI app is handed in by whoever composes the server
 (`shortlist serve`, tests), keeping the dependency one-way. Around it: the request body limit
-(`app.refusals.BodyLimit`); in `app.state`: the engine and the per-client rate limits, which the
-GraphQL layer charges.
+(`app.refusals.BodyLimit`); beside it: /healthz (the process answers), /readyz (503 until the
+engine is loaded) and /metrics (`app.metrics`, this app's own registry). In `app.state`: the
+engine, the metrics and the per-client rate limits, which the GraphQL layer charges.
 
 A start-up that fails for an expected reason (no catalog, a missing or unreadable model file, an
 unwritable live database) is reported to the server as one line, `cannot start: <why>`, with no
@@ -22,12 +23,14 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.engine import Engine
 from app.errors import ShortlistError
+from app.logs import configure as configure_logs
+from app.metrics import CONTENT_TYPE, Metrics
 from app.rate_limits import RateLimits
 from app.refusals import BodyLimit
 from app.settings import Settings
@@ -37,14 +40,17 @@ log = logging.getLogger("shortlist.server")
 
 def create_app(settings: Settings, graphql: Any) -> Starlette:
     failure: list[str] = []  # why the start-up failed, in one line, for StartupFailure
+    metrics = Metrics()  # this app's own registry: several apps in one process never collide
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        configure_logs(settings.log_format, settings.log_level)
         try:
             engine = await Engine.start(settings)
         except ShortlistError as exc:
             failure.append(f"cannot start: {exc}")
             raise
+        engine.observers.append(metrics.observe_result)
         app.state.engine = engine
         app.state.rate_limits = RateLimits.from_settings(settings)
         log.info("serving %s from %s", engine.current.runtime.version, settings.db_path)
@@ -64,14 +70,19 @@ def create_app(settings: Settings, graphql: Any) -> Starlette:
             return JSONResponse({"status": "starting"}, status_code=503)
         return JSONResponse({"status": "ready", "modelVersion": engine.current.runtime.version})
 
+    async def exposition(request: Request) -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
+
     async def root(request: Request) -> RedirectResponse:
         return RedirectResponse("/graphql")
 
-    return Starlette(
+    metrics.watch(lambda: getattr(app.state, "engine", None))
+    app = Starlette(
         routes=[
             Route("/", root),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", exposition),
             Route("/graphql", graphql),
         ],
         lifespan=lifespan,
@@ -80,6 +91,8 @@ def create_app(settings: Settings, graphql: Any) -> Starlette:
             Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
         ],
     )
+    app.state.metrics = metrics
+    return app
 
 
 class StartupFailure:

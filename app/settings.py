@@ -207,6 +207,40 @@ class Settings(BaseSettings):
         "re-index (LanceDB optimize).",
     )
 
+    # --- operations -----------------------------------------------------------------------------
+    log_format: Literal["json", "text"] = Field(
+        "json", description="Log lines as JSON objects (with request_id) or as plain text."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Least severity logged by the shortlist loggers."
+    )
+    redis_url: str | None = Field(
+        None,
+        description="Replicas: a redis:// URL shared by several servers on one catalog directory "
+        "(similar-items cache, event feed, sequence numbers, pinned model version). Unset: one "
+        "process, everything in memory.",
+    )
+    redis_namespace: str = Field(
+        "shortlist",
+        min_length=1,
+        description="Prefix of every Redis key: one per deployment (catalog) sharing a Redis.",
+    )
+    redis_feed_max_batches: int = Field(
+        100_000,
+        ge=100,
+        description="Event batches the Redis feed keeps (approximately); a replica that falls "
+        "further behind rebuilds its live state from the log.",
+    )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_is_redis(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("redis://", "rediss://")):
+            raise ValueError("redis_url must start with redis:// or rediss://")
+        return value
+
     @field_validator("api_key", "admin_key")
     @classmethod
     def _blank_key_is_no_key(cls, value: SecretStr | None) -> SecretStr | None:

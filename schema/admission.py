@@ -53,14 +53,31 @@ class Admission(SchemaExtension):
 
     def on_execute(self) -> Iterator[None]:
         execution = self.execution_context
-        if (
-            isinstance(execution.context, Context)
-            and execution.operation_type is OperationType.QUERY
-        ):
+        if isinstance(execution.context, Context):
             document = execution.graphql_document
             operation = get_operation_ast(document, execution.operation_name) if document else None
-            charge(execution.context, "queries", top_level_fields(operation))
+            execution.context.operation = field_names(operation)
+            if execution.operation_type is OperationType.QUERY:
+                charge(execution.context, "queries", top_level_fields(operation))
         yield
+
+
+def field_names(operation: OperationDefinitionNode | None) -> str:
+    """The operation's top-level fields, sorted and joined by '+' (fragments opened): a label
+    with few values, since only fields of the schema get this far."""
+    if operation is None:
+        return "unknown"
+    names: set[str] = set()
+    for selection in operation.selection_set.selections:
+        if isinstance(selection, FieldNode):
+            names.add(selection.name.value)
+        elif isinstance(selection, InlineFragmentNode):
+            names.update(
+                s.name.value for s in selection.selection_set.selections if isinstance(s, FieldNode)
+            )
+        elif isinstance(selection, FragmentSpreadNode):
+            names.add("fragment")  # its name is the client's: not a label value
+    return "+".join(sorted(names)) or "unknown"
 
 
 def top_level_fields(operation: OperationDefinitionNode | None) -> int:

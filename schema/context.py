@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app.access import HEADER, client_of
 from app.engine import Engine, Loaded
+from app.logs import new_request_id
 from app.rate_limits import RateLimits
 
 
@@ -18,6 +19,9 @@ class Context:
     request: Request | None = None
     response: Response | None = None  # headers and status set here reach the client
     rate_limits: RateLimits | None = None  # None: nothing is rate-limited
+    request_id: str = field(default_factory=new_request_id)  # the log's and `requestId`
+    operation: str = "unparsed"  # its top-level fields, once it is parsed (metrics, logs)
+    degraded: bool = False  # a recommendation of it was answered with a fallback
     _loaded: Loaded | None = None
 
     @property

@@ -3,10 +3,16 @@
 Requests Strawberry refuses before GraphQL runs (a body that is not a JSON object, an unknown
 content type, a mutation over GET) are answered in GraphQL's shape with a 4xx status and a code
 (`app.refusals.refusal`), never as plain text or a server error.
+
+Each request gets an id (the `requestId` of its recommendations), catches up with the other
+replicas' events before it runs (`Engine.sync`), and leaves one log line (operation, status,
+duration, degraded) and one latency sample in /metrics.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 from cross_web import HTTPException
@@ -15,11 +21,13 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
+from app.logs import new_request_id, request_id, request_scope
 from app.refusals import refusal
 from schema import create_schema
 from schema.context import Context
 
 CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+log = logging.getLogger("shortlist.requests")
 
 
 class ShortlistGraphQL(GraphQL[Context, None]):
@@ -27,20 +35,52 @@ class ShortlistGraphQL(GraphQL[Context, None]):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        try:
-            response = await self.run(Request(scope=scope, receive=receive))
-        except HTTPException as exc:
-            code = CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
-            response = refusal(exc.status_code, code, exc.reason)
-        await response(scope, receive, send)
+        started = time.perf_counter()
+        request = Request(scope=scope, receive=receive)
+        with request_scope(new_request_id()) as rid:
+            try:
+                response = await self.run(request)
+            except HTTPException as exc:
+                code = CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
+                response = refusal(exc.status_code, code, exc.reason)
+            await response(scope, receive, send)
+            context: Context | None = getattr(request.state, "context", None)
+            if context is not None:
+                operation = context.operation
+            else:  # never reached GraphQL: the IDE's page, or refused before parsing
+                operation = "graphiql" if response.status_code < 400 else "refused"
+            seconds = time.perf_counter() - started
+            metrics = getattr(request.app.state, "metrics", None)
+            if metrics is not None:
+                metrics.observe_request(operation, seconds)
+            log.info(
+                "%s %s %d in %.1f ms",
+                request.method,
+                operation,
+                response.status_code,
+                seconds * 1000,
+                extra={
+                    "request_id": rid,
+                    "operation": operation,
+                    "status": response.status_code,
+                    "duration_ms": round(seconds * 1000, 3),
+                    "degraded": context.degraded if context is not None else False,
+                },
+            )
 
     async def get_context(self, request: Any, response: Any) -> Context:
-        return Context(
-            engine=request.app.state.engine,
+        engine = request.app.state.engine
+        await engine.sync()  # the other replicas' events and pinned version, before it runs
+        context = Context(
+            engine=engine,
             request=request if isinstance(request, Request) else None,
             response=response if isinstance(response, Response) else None,
             rate_limits=getattr(request.app.state, "rate_limits", None),
+            request_id=request_id.get() or new_request_id(),
         )
+        if isinstance(request, Request):
+            request.state.context = context
+        return context
 
     def parse_json(self, data: str | bytes) -> Any:
         """The body as a JSON object (or a list: a batch, which Strawberry refuses)."""

@@ -107,9 +107,11 @@ class Query:
                 session_id=_label(context.session_id, "context.sessionId") if context else None,
                 filter=_filter(filter),
                 explain=_wants_explain(info),
+                request_id=info.context.request_id,
             )
             loaded = info.context.loaded  # ids and metadata from the catalog that ranked
             result = await engine.recommend(request, loaded)
+            info.context.degraded = info.context.degraded or result.degraded
         except Exception as exc:
             raise _error(exc) from None
         runtime = loaded.runtime

@@ -6,6 +6,10 @@ is waiting, gives their events consecutive sequence numbers, writes them with on
 then answers each call: an acknowledged event is durable and already visible to the next request.
 A failed write answers every call of its batch with an error and applies nothing.
 
+With replicas (`app.realtime.feed`), the sequence numbers come from the shared feed, and every
+durable batch is published to it before its calls are answered, so another replica honours an
+acknowledged event in its next request.
+
 Many small appends make many small fragments, so every `compact_every` appends the table is
 compacted in the background (LanceDB optimize); versions older than a minute are removed after
 the compacted files were synced.
@@ -28,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from app.deadlines import Fault, inject
+from app.realtime.feed import Feed, LocalFeed
 from app.realtime.live_store import (
     EVENTS,
     EVENTS_SCHEMA,
@@ -58,8 +63,10 @@ class EventLog:
         fsync: bool,
         compact_every: int,
         faults: Mapping[str, Fault] | None = None,
+        feed: Feed | None = None,
     ) -> None:
         self.database = database
+        self.feed: Feed = feed or LocalFeed()
         self.table = table
         self.next_seq = next_seq
         self.fsync = fsync
@@ -83,6 +90,7 @@ class EventLog:
         fsync: bool,
         compact_every: int,
         faults: Mapping[str, Fault] | None = None,
+        feed: Feed | None = None,
     ) -> EventLog:
         table = await database.table(EVENTS, EVENTS_SCHEMA)
         seqs = await table.query().select(["seq"]).to_arrow()
@@ -94,6 +102,7 @@ class EventLog:
             fsync=fsync,
             compact_every=compact_every,
             faults=faults,
+            feed=feed,
         )
 
     def start(self, on_durable: Apply) -> None:
@@ -130,6 +139,15 @@ class EventLog:
 
     async def _commit(self, batch: list[Waiting]) -> None:
         async with self.lock:
+            try:
+                first = await self.feed.allocate(sum(len(e) for e, _ in batch), self.next_seq)
+            except Exception as exc:  # no numbers, nothing written
+                log.error("no sequence numbers for an event append: %s", exc)
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(LiveStoreError(f"events were not stored: {exc}"))
+                return
+            self.next_seq = first
             numbered: list[list[LiveEvent]] = []
             for events, _ in batch:
                 numbered.append([replace(e, seq=self.next_seq + n) for n, e in enumerate(events)])
@@ -154,6 +172,10 @@ class EventLog:
                 self.on_durable(flat)  # in the log: the state must reflect them either way
             except Exception:
                 log.exception("applying durable events to the real-time state failed")
+            try:
+                await self.feed.publish(flat)
+            except Exception as exc:  # durable all the same: replicas see them on their replay
+                log.error("events #%d.. are durable but not published to replicas: %s", first, exc)
             for (_, done), events in zip(batch, numbered, strict=True):
                 if done.done():
                     continue

@@ -6,18 +6,23 @@ On start-up and on every version switch the live state is rebuilt from the log: 
 newer than the version's training watermark (`Manifest.live_watermark`) is replayed, so a
 version trained on some live events never counts them twice, and a killed server loses nothing
 it acknowledged.
+
+With replicas, the events other replicas acknowledged arrive through the feed
+(`app.realtime.feed`): `catch_up` applies them before a request reads the state.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 
 import numpy as np
 
 from app.domain import UserState
 from app.items import ItemCatalog
 from app.realtime.event_log import EventLog
+from app.realtime.feed import Feed, LocalFeed, Polled, RedisFeed
 from app.realtime.fold_in import FoldIn, History
 from app.realtime.intake import EventIntake, IntakeRules
 from app.realtime.item_upserts import ItemUpserts
@@ -53,16 +58,37 @@ class Live:
         self.users = LiveUsers(settings.recent_items)
         self.trending = Trending(settings.trending_half_life_hours * 3600.0)
         self.watermark = -1  # live events up to here are in the serving version's training
+        self.ingested: Counter[str] = Counter()  # events this process stored, by type
+        self._replayed: set[int] = set()  # applied by the last replay: skipped in the feed
+        self._catching_up = asyncio.Lock()  # one feed read (or replay) at a time
+
+    @property
+    def feed(self) -> Feed:
+        return self.events.feed
 
     @classmethod
     async def open(cls, settings: Settings) -> Live:
-        database = await LiveDatabase.open(CatalogRoot(settings.db_path).live_dir)
-        event_log = await EventLog.open(
-            database,
-            fsync=settings.events_fsync,
-            compact_every=settings.events_compact_every,
-            faults=settings.faults,
+        shared = settings.redis_url is not None
+        feed: Feed = (
+            RedisFeed.connect(
+                settings.redis_url, settings.redis_namespace, settings.redis_feed_max_batches
+            )
+            if settings.redis_url is not None
+            else LocalFeed()
         )
+        database = await LiveDatabase.open(CatalogRoot(settings.db_path).live_dir, shared)
+        try:
+            event_log = await EventLog.open(
+                database,
+                fsync=settings.events_fsync,
+                compact_every=settings.events_compact_every,
+                faults=settings.faults,
+                feed=feed,
+            )
+            await feed.floor(event_log.next_seq - 1)
+        except BaseException:
+            await feed.close()
+            raise
         items = ItemUpserts(
             database, settings.text_model, settings.threads, settings.embed_batch_size
         )
@@ -72,6 +98,7 @@ class Live:
 
     async def close(self) -> None:
         await self.events.close()
+        await self.feed.close()
 
     # --- events ---------------------------------------------------------------------------------
     async def record(
@@ -80,6 +107,7 @@ class Live:
         """Check, store durably and apply a call's events; returns once they are durable."""
         accepted, rejected = self.intake.check(drafts, catalog, rating_scale(manifest, catalog))
         written = await self.events.append(accepted)
+        self.ingested.update(e.event for e in written)
         return RecordedEvents(len(written), rejected, written[-1].seq if written else None)
 
     def apply(self, events: list[LiveEvent]) -> None:
@@ -96,15 +124,34 @@ class Live:
         Holds the log's lock, so no event is written meanwhile: the state ends exactly at the
         log's end. Call it with the lock not held.
         """
-        async with self.events.lock:
+        async with self.events.lock, self._catching_up:
+            await self.feed.mark()  # before the read: what the feed holds beyond is not in it
             logged = await self.events.read_after(watermark)
             self.users.clear()
             self.trending.clear()
             self.apply(logged)
             self.watermark = watermark
+            self._replayed = {e.seq for e in logged}
         if logged:
             log.info("replayed %d live events after #%d", len(logged), watermark)
         return len(logged)
+
+    async def catch_up(self) -> str | None:
+        """Apply what other replicas acknowledged since the last call; returns the pinned
+        serving version (None: none pinned, or no replicas)."""
+        async with self._catching_up:
+            polled: Polled = await self.feed.poll()
+            if not polled.gap:
+                fresh = [
+                    e
+                    for e in polled.events
+                    if e.seq > self.watermark and e.seq not in self._replayed
+                ]
+                self.apply(fresh)
+        if polled.gap:
+            log.warning("the event feed was trimmed past this replica: rebuilding from the log")
+            await self.replay(self.watermark)
+        return polled.version
 
     # --- user state -----------------------------------------------------------------------------
     async def user_state(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +70,15 @@ class LiveDatabase:
     db: Any  # lancedb AsyncConnection
 
     @classmethod
-    async def open(cls, path: Path) -> LiveDatabase:
+    async def open(cls, path: Path, shared: bool = False) -> LiveDatabase:
+        """`shared`: other processes write it too, so every read checks for their commits."""
         try:
             path.mkdir(parents=True, exist_ok=True)
-            return cls(path, await lancedb.connect_async(str(path.resolve())))
+            consistency = timedelta(0) if shared else None
+            db = await lancedb.connect_async(
+                str(path.resolve()), read_consistency_interval=consistency
+            )
+            return cls(path, db)
         except OSError as exc:
             raise CatalogError(
                 f"cannot open the live database at {path}: {exc}; the catalog root must be "

@@ -1,0 +1,206 @@
+"""Two real `shortlist serve` processes on one catalog directory and one real redis-server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.store import MANIFEST, CatalogRoot
+from tests.conftest import ROOT
+from tests.e2e.test_server import _free_port
+
+KEY, ADMIN = "replica-events-key", "replica-admin-key"
+EVENTS = "mutation($e: [EventInput!]!) { recordEvents(events: $e) { accepted } }"
+RECS = """query($u: ID!) {
+  recommendations(userId: $u, count: 30) { requestId modelVersion items { item { id } } }
+}"""
+EVENT_COUNT = "query($u: ID!) { user(id: $u) { eventCount } }"
+RELOAD = "mutation { reloadModels { modelVersion switched } }"
+
+
+class Replica:
+    def __init__(self, root: Path, redis_url: str, namespace: str, log: Path) -> None:
+        self.root, self.redis_url, self.namespace = root, redis_url, namespace
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        env = {
+            **os.environ,
+            "SHORTLIST_API_KEY": KEY,
+            "SHORTLIST_ADMIN_KEY": ADMIN,
+            "SHORTLIST_REDIS_URL": redis_url,
+            "SHORTLIST_REDIS_NAMESPACE": namespace,
+            "SHORTLIST_EVENTS_FSYNC": "false",
+            "SHORTLIST_PIPELINE": json.dumps(
+                {"budget_ms": 20000, "user_state_ms": 10000, "candidates_ms": 10000}
+            ),
+        }
+        command = ["-c", "from pipelines.cli import main; main()", "serve", "--db", str(root)]
+        with log.open("a") as stderr:
+            self.process = subprocess.Popen(
+                [sys.executable, *command, "--port", str(self.port)],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
+
+    def ready(self) -> dict[str, Any]:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()[-3000:]
+            try:
+                response = httpx.get(f"{self.url}/readyz", timeout=2)
+                if response.status_code == 200:
+                    return response.json()  # type: ignore[no-any-return]
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError("the replica did not become ready")
+
+    def post(self, query: str, key: str | None = KEY, **variables: Any) -> dict[str, Any]:
+        response = httpx.post(
+            f"{self.url}/graphql",
+            json={"query": query, "variables": variables},
+            headers={"x-api-key": key} if key else {},
+            timeout=60,
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        assert "errors" not in body, body
+        return body["data"]  # type: ignore[no-any-return]
+
+    def recommended(self, user: str) -> tuple[list[str], dict[str, Any]]:
+        answer = self.post(RECS, u=user)["recommendations"]
+        return [i["item"]["id"] for i in answer["items"]], answer
+
+    def again(self) -> Replica:
+        """A new process in this one's place (same catalog, Redis and log file)."""
+        return Replica(self.root, self.redis_url, self.namespace, self.log)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def replicas(
+    built_catalog: Path, tmp_path_factory: pytest.TempPathFactory, redis_server: str
+) -> Iterator[tuple[Path, list[Replica]]]:
+    tmp = tmp_path_factory.mktemp("replicas")
+    root = tmp / "shortlist.lancedb"
+    shutil.copytree(built_catalog, root, ignore=shutil.ignore_patterns("live"))
+    namespace = f"replicas-{time.monotonic_ns()}"
+    started = [Replica(root, redis_server, namespace, tmp / f"{n}.log") for n in "ab"]
+    try:
+        for replica in started:
+            replica.ready()
+        yield root, started
+    finally:
+        for replica in started:
+            replica.stop()
+
+
+def _logged(replica: Replica, request_id: str) -> list[dict[str, Any]]:
+    """The replica's JSON log lines of one request (written once the response is sent)."""
+    deadline = time.monotonic() + 10
+    while True:
+        text = replica.log.read_text()
+        lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+        mine = [line for line in lines if line.get("request_id") == request_id]
+        if mine or time.monotonic() > deadline:
+            return mine
+        time.sleep(0.05)
+
+
+def _user(root: Path, row: int) -> str:
+    return str(CatalogRoot(root).open().table("users").to_pandas()["user_id"].iloc[row])
+
+
+def test_an_event_recorded_on_one_replica_is_honoured_by_the_other(
+    replicas: tuple[Path, list[Replica]],
+) -> None:
+    root, (a, b) = replicas
+    user = _user(root, 11)
+    shown, _ = b.recommended(user)
+    dismissed, viewed = shown[0], shown[1]
+    events = [
+        {"userId": user, "itemId": dismissed, "event": "DISMISS"},
+        {"userId": user, "itemId": viewed, "event": "VIEW"},
+    ]
+    assert a.post(EVENTS, e=events)["recordEvents"]["accepted"] == 2
+
+    after, answer = b.recommended(user)  # B's very next request
+    assert dismissed not in after
+    assert viewed not in after, "a viewed item counts as consumed"
+    assert after, "B still recommends"
+
+    # B's log line for that request carries the requestId it answered with, as JSON
+    mine = _logged(b, answer["requestId"])
+    assert [line["operation"] for line in mine] == ["recommendations"]
+    assert mine[0]["degraded"] is False and mine[0]["duration_ms"] > 0
+
+    # both replicas count a user's events once
+    base = a.post(EVENT_COUNT, u=user)["user"]["eventCount"]
+    assert b.post(EVENT_COUNT, u=user)["user"]["eventCount"] == base
+    fresh = f"replica-newcomer-{time.monotonic_ns()}"
+    views = [{"userId": fresh, "itemId": viewed, "event": "VIEW"} for _ in range(3)]
+    assert b.post(EVENTS, e=views)["recordEvents"]["accepted"] == 3
+    assert a.post(EVENT_COUNT, u=fresh)["user"]["eventCount"] == 3
+    assert b.post(EVENT_COUNT, u=fresh)["user"]["eventCount"] == 3
+
+
+def test_a_restarted_replica_replays_the_log_without_counting_twice(
+    replicas: tuple[Path, list[Replica]],
+) -> None:
+    root, replicas_ = replicas
+    a, b = replicas_
+    fresh = f"replica-restart-{time.monotonic_ns()}"
+    item = b.recommended(_user(root, 3))[0][0]
+    b.stop()
+    for _ in range(4):  # while B is down: only the log (and the feed) hold them
+        views = [{"userId": fresh, "itemId": item, "event": "VIEW"}]
+        assert a.post(EVENTS, e=views)["recordEvents"]["accepted"] == 1
+    restarted = replicas_[1] = b.again()
+    restarted.ready()
+    assert restarted.post(EVENT_COUNT, u=fresh)["user"]["eventCount"] == 4
+    views = [{"userId": fresh, "itemId": item, "event": "VIEW"}]
+    assert a.post(EVENTS, e=views)["recordEvents"]["accepted"] == 1
+    assert restarted.post(EVENT_COUNT, u=fresh)["user"]["eventCount"] == 5
+    assert a.post(EVENT_COUNT, u=fresh)["user"]["eventCount"] == 5
+
+
+def test_both_replicas_answer_with_the_version_reloaded_on_one(
+    replicas: tuple[Path, list[Replica]],
+) -> None:
+    root, (a, b) = replicas
+    user = _user(root, 5)
+    first = a.recommended(user)[1]["modelVersion"]
+    assert b.recommended(user)[1]["modelVersion"] == first
+
+    catalog = CatalogRoot(root)  # a new version appears: a copy stands in for a build
+    second = "v29990101-000000-001"
+    shutil.copytree(catalog.versions_dir / first, catalog.versions_dir / second)
+    manifest = json.loads((catalog.versions_dir / second / MANIFEST).read_text())
+    (catalog.versions_dir / second / MANIFEST).write_text(
+        json.dumps({**manifest, "version": second})
+    )
+    catalog.publish(second)
+
+    reloaded = a.post(RELOAD, key=ADMIN)["reloadModels"]
+    assert reloaded == {"modelVersion": second, "switched": True}
+    # B was not told directly: it follows the version pinned in Redis before it answers
+    assert b.recommended(user)[1]["modelVersion"] == second
+    assert a.recommended(user)[1]["modelVersion"] == second
+    assert b.ready()["modelVersion"] == second
