@@ -20,6 +20,7 @@ from typing import Any
 import lancedb
 import numpy as np
 
+from app import heap
 from app.caches import Caches
 from app.candidates.ann import VectorIndex
 from app.deadlines import run_within
@@ -89,6 +90,7 @@ class Engine:
             if opened is not None:
                 await opened.close()
             raise
+        heap.settle()
         return engine
 
     @classmethod
@@ -308,6 +310,7 @@ class Engine:
                     f"could not load version {target}: {reason}; still serving {previous}",
                     previous,
                 ) from exc
+        heap.settle()
         log.info("now serving %s (was %s)", target, previous)
         return Reloaded(target, previous, True, replayed, _ms(started))
 
@@ -345,6 +348,7 @@ class Engine:
                     "cannot follow the pinned version %s, serving %s: %s", version, previous, exc
                 )
                 return
+        heap.settle()
         log.info("now serving %s (pinned by a replica; was %s)", version, previous)
 
     async def _adopt(self, loaded: Loaded, replay: bool) -> int:

@@ -1,0 +1,30 @@
+"""After a load, what is alive is out of the cycle collector's reach; old cycles still go."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+from app import heap
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.me = self  # a reference cycle: only the cycle collector frees it
+
+
+def test_settle_freezes_the_living_and_frees_the_previous_versions_cycles() -> None:
+    try:
+        kept = _Node()
+        heap.settle()
+        assert gc.get_freeze_count() > 0
+        # a frozen object is skipped by collections: its cycle outlives being dropped
+        frozen = weakref.ref(kept)
+        del kept
+        gc.collect()
+        assert frozen() is not None
+        # the next load's settle unfreezes first, so the old version's cycles are collected
+        heap.settle()
+        assert frozen() is None
+    finally:
+        gc.unfreeze()
