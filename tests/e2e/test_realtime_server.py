@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,66 +14,25 @@ import httpx
 import lancedb
 
 from app.store import MANIFEST, CatalogRoot
-from tests.conftest import ROOT
-from tests.e2e.test_server import _free_port
+from tests.e2e.serve import ServeProcess
 
 KEY, ADMIN = "e2e-events-key", "e2e-admin-key"
 EVENTS = "mutation($e: [EventInput!]!) { recordEvents(events: $e) { accepted } }"
 RECS = "query($u: ID!) { recommendations(userId: $u, count: 50) { items { item { id } } } }"
 
 
-class Server:
+class Server(ServeProcess):
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        pipeline = {"budget_ms": 5000, "user_state_ms": 4000, "candidates_ms": 4000}
         env = {
-            **os.environ,
             "SHORTLIST_API_KEY": KEY,
             "SHORTLIST_ADMIN_KEY": ADMIN,
-            "SHORTLIST_PIPELINE": json.dumps(
-                {"budget_ms": 5000, "user_state_ms": 4000, "candidates_ms": 4000}
-            ),
+            "SHORTLIST_PIPELINE": json.dumps(pipeline),
         }
-        command = ["-c", "from pipelines.cli import main; main()", "serve", "--db", str(root)]
-        self.process = subprocess.Popen(
-            [sys.executable, *command, "--port", str(self.port)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def ready(self) -> dict[str, Any]:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.process.stderr.read()  # type: ignore[union-attr]
-            try:
-                response = httpx.get(f"{self.url}/readyz", timeout=2)
-                if response.status_code == 200:
-                    return response.json()  # type: ignore[no-any-return]
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("the server did not become ready")
+        super().__init__(root, env, root.parent / "server.log")
 
     def post(self, query: str, key: str | None = KEY, **variables: Any) -> dict[str, Any]:
-        response = httpx.post(
-            f"{self.url}/graphql",
-            json={"query": query, "variables": variables},
-            headers={"x-api-key": key} if key else {},
-            timeout=30,
-        )
-        assert response.status_code == 200, response.text
-        return response.json()  # type: ignore[no-any-return]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
-        if self.process.stderr is not None:
-            self.process.stderr.close()
+        return self.ask(query, key, 30, **variables)
 
 
 def _recommended(server: Server, user: str) -> list[str]:

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from app.store import MANIFEST, CatalogRoot
-from tests.conftest import ROOT
-from tests.e2e.test_server import _free_port
+from tests.e2e.serve import ServeProcess
 
 KEY, ADMIN = "replica-events-key", "replica-admin-key"
 EVENTS = "mutation($e: [EventInput!]!) { recordEvents(events: $e) { accepted } }"
@@ -28,55 +23,22 @@ EVENT_COUNT = "query($u: ID!) { user(id: $u) { eventCount } }"
 RELOAD = "mutation { reloadModels { modelVersion switched } }"
 
 
-class Replica:
+class Replica(ServeProcess):
     def __init__(self, root: Path, redis_url: str, namespace: str, log: Path) -> None:
-        self.root, self.redis_url, self.namespace = root, redis_url, namespace
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
+        self.redis_url, self.namespace = redis_url, namespace
+        pipeline = {"budget_ms": 20000, "user_state_ms": 10000, "candidates_ms": 10000}
         env = {
-            **os.environ,
             "SHORTLIST_API_KEY": KEY,
             "SHORTLIST_ADMIN_KEY": ADMIN,
             "SHORTLIST_REDIS_URL": redis_url,
             "SHORTLIST_REDIS_NAMESPACE": namespace,
             "SHORTLIST_EVENTS_FSYNC": "false",
-            "SHORTLIST_PIPELINE": json.dumps(
-                {"budget_ms": 20000, "user_state_ms": 10000, "candidates_ms": 10000}
-            ),
+            "SHORTLIST_PIPELINE": json.dumps(pipeline),
         }
-        command = ["-c", "from pipelines.cli import main; main()", "serve", "--db", str(root)]
-        with log.open("a") as stderr:
-            self.process = subprocess.Popen(
-                [sys.executable, *command, "--port", str(self.port)],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-            )
-
-    def ready(self) -> dict[str, Any]:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log.read_text()[-3000:]
-            try:
-                response = httpx.get(f"{self.url}/readyz", timeout=2)
-                if response.status_code == 200:
-                    return response.json()  # type: ignore[no-any-return]
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("the replica did not become ready")
+        super().__init__(root, env, log)
 
     def post(self, query: str, key: str | None = KEY, **variables: Any) -> dict[str, Any]:
-        response = httpx.post(
-            f"{self.url}/graphql",
-            json={"query": query, "variables": variables},
-            headers={"x-api-key": key} if key else {},
-            timeout=60,
-        )
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
+        body = self.ask(query, key, 60, **variables)
         assert "errors" not in body, body
         return body["data"]  # type: ignore[no-any-return]
 
@@ -87,11 +49,6 @@ class Replica:
     def again(self) -> Replica:
         """A new process in this one's place (same catalog, Redis and log file)."""
         return Replica(self.root, self.redis_url, self.namespace, self.log)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")

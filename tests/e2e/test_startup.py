@@ -11,13 +11,13 @@ import pytest
 
 from app.store import CatalogRoot
 from tests.conftest import ROOT
-from tests.e2e.test_server import _free_port
+from tests.e2e.serve import free_port
 
 
 def _serve(root: Path) -> subprocess.CompletedProcess[str]:
     command = ["-c", "from pipelines.cli import main; main()", "serve", "--db", str(root)]
     return subprocess.run(
-        [sys.executable, *command, "--port", str(_free_port())],
+        [sys.executable, *command, "--port", str(free_port())],
         cwd=ROOT,
         capture_output=True,
         text=True,
