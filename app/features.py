@@ -32,6 +32,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     *(f"rank_{s}" for s in SOURCES),
     *(f"score_{s}" for s in SOURCES),
     "n_sources",
+    "fused_rank",
     "cf_dot",
     "content_sim",
     "recent_content_max",
@@ -101,6 +102,8 @@ def assemble(
                 x[row, col] = hit.rank
                 x[row, _INDEX[f"score_{hit.source}"]] = hit.score
     x[:, _INDEX["n_sources"]] = n_sources
+    # Stage 1's calibrated fusion already orders the candidates: the ranker starts from there.
+    x[:, _INDEX["fused_rank"]] = np.log1p(rows)
 
     if user.cf_vector is not None:
         x[:, _INDEX["cf_dot"]] = items.cf[idx] @ user.cf_vector

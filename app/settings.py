@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     ranker_iterations: int = Field(300, ge=10, description="Most boosting rounds (early stopping).")
     ranker_depth: int = Field(6, ge=2, le=10, description="Tree depth of the ranker.")
     ranker_learning_rate: float = Field(0.08, gt=0, le=1, description="Ranker learning rate.")
+    ranker_folds: int = Field(
+        4,
+        ge=2,
+        le=10,
+        description="Ranker models, each early-stopped on a different fold of users and averaged.",
+    )
 
     # --- serving ------------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Address `shortlist serve` binds.")

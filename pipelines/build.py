@@ -230,11 +230,14 @@ def _learn_on_snapshot(
                 learning_rate=settings.ranker_learning_rate,
                 seed=settings.seed,
                 threads=settings.threads,
+                folds=settings.ranker_folds,
             )
             step.rows = info["rows"]
             step.note = (
-                f"YetiRank {info['iterations']} trees, valid NDCG@10 {info['valid_ndcg@10']:.3f} "
-                f"vs stage-1 order {info['valid_ndcg@10_stage1_order']:.3f}"
+                f"YetiRank {info['folds']} folds, {info['iterations']} trees, out-of-fold "
+                f"NDCG@10 {info['valid_ndcg@10']:.3f} vs stage-1 order "
+                f"{info['valid_ndcg@10_stage1_order']:.3f}"
+                + ("" if info["shipped"] else ": not shipped, stage 1's order serves")
             )
         learned.ranker = info
         return learned

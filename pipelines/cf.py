@@ -93,7 +93,9 @@ def _model(algorithm: str, cfg: dict[str, Any]) -> Any:
             learning_rate=0.05,
             regularization=cfg["regularization"] / 5,
             iterations=cfg["iterations"] * 5,
-            num_threads=cfg["threads"],
+            # implicit's BPR updates shared factors lock-free from every thread (Hogwild): with
+            # more than one thread the same data gives a different model each run.
+            num_threads=1,
             random_state=cfg["seed"],
         )
     return model
