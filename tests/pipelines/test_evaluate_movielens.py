@@ -53,10 +53,11 @@ def test_movielens_served_pipeline_beats_the_baselines(movielens) -> None:
     report, _ = movielens
     ndcg = {row["method"]: row["ndcg@10"] for row in report["results"]}
     simple = ("popularity", "als", "ease", "item_knn", "content")
-    for baseline in simple:
-        assert ndcg["shortlist"] > ndcg[baseline], baseline
-    # Not asserted, because it is not reliable yet: the issue's 1.10x target and the ranker beating
-    # the pipeline without it. Runs of this same test measured 1.18x (ranker +6%) and 1.10x
-    # (ranker -0.5%): the build is not deterministic across runs (issue #4 stays open for it).
+    best = max(ndcg[baseline] for baseline in simple)
+    # The issue's target. Two runs of this code measured 1.21x and 1.20x (and the ranker +9%, +8%);
+    # before the ranker became an average of fold models, runs of identical code swung from 1.18x
+    # to 1.10x.
+    assert ndcg["shortlist"] >= 1.10 * best
+    assert ndcg["shortlist"] > ndcg["shortlist without ranker"]
     deep = {row["method"]: row.get("recall@1000") for row in report["results"]}
-    assert deep["shortlist"] > deep["item_knn"] and deep["shortlist"] > deep["als"]
+    assert deep["shortlist"] >= max(deep[baseline] for baseline in simple)
