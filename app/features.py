@@ -55,6 +55,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     "device",
 )
 _INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
+_SOURCE_NUMBER = {source: i for i, source in enumerate(SOURCES)}
+_RANK_COLUMNS = np.array([_INDEX[f"rank_{s}"] for s in SOURCES])
+_SCORE_COLUMNS = np.array([_INDEX[f"score_{s}"] for s in SOURCES])
 _RELATIVE = [
     _INDEX[name]
     for name in (
@@ -91,17 +94,7 @@ def assemble(
         return x
     rows = np.arange(n)
 
-    n_sources = np.zeros(n, dtype=np.float32)
-    for row, hits in enumerate(candidates.hits):
-        n_sources[row] = len({h.source for h in hits if f"rank_{h.source}" in _INDEX})
-        for hit in hits:
-            col = _INDEX.get(f"rank_{hit.source}")
-            if col is None:
-                continue
-            if np.isnan(x[row, col]) or hit.rank < x[row, col]:
-                x[row, col] = hit.rank
-                x[row, _INDEX[f"score_{hit.source}"]] = hit.score
-    x[:, _INDEX["n_sources"]] = n_sources
+    _source_columns(x, candidates)
     # Stage 1's calibrated fusion already orders the candidates: the ranker starts from there.
     x[:, _INDEX["fused_rank"]] = np.log1p(rows)
 
@@ -145,6 +138,34 @@ def assemble(
     x[:, _INDEX["day_of_week"]] = at.weekday()
     x[:, _INDEX["device"]] = device_code(device)
     return _within_request(x)
+
+
+def _source_columns(x: np.ndarray, candidates: Candidates) -> None:
+    """rank_<source>, score_<source> (the source's best hit on the item) and n_sources.
+
+    One pass in Python collects the hits; the rest is numpy (per-hit numpy scalar access cost
+    more than everything else in `assemble`)."""
+    rows, sources, ranks, scores = [], [], [], []
+    for row, hits in enumerate(candidates.hits):
+        for hit in hits:
+            number = _SOURCE_NUMBER.get(hit.source)
+            if number is not None:
+                rows.append(row)
+                sources.append(number)
+                ranks.append(hit.rank)
+                scores.append(hit.score)
+    n_sources = np.zeros(len(x), dtype=np.float32)
+    if rows:
+        at = np.asarray(rows, dtype=np.int64)
+        source = np.asarray(sources, dtype=np.int64)
+        rank = np.asarray(ranks, dtype=np.float32)
+        key = at * len(SOURCES) + source
+        order = np.lexsort((rank, key))  # stable: of equal ranks the first hit wins
+        best = order[np.r_[True, key[order][1:] != key[order][:-1]]]
+        x[at[best], _RANK_COLUMNS[source[best]]] = rank[best]
+        x[at[best], _SCORE_COLUMNS[source[best]]] = np.asarray(scores, dtype=np.float32)[best]
+        n_sources = np.bincount(at[best], minlength=len(x)).astype(np.float32)
+    x[:, _INDEX["n_sources"]] = n_sources
 
 
 def _within_request(x: np.ndarray) -> np.ndarray:

@@ -125,6 +125,9 @@ class Settings(BaseSettings):
         'call, e.g. {"cf_ann": {"delay_ms": 500}} or {"ann:cf_vector": {"fail": true}} (names: '
         "see Hardening). Off by default.",
     )
+    serving_blas_threads: int = Field(
+        1, ge=1, le=64, description="BLAS threads while serving (small products, many requests)."
+    )
     user_cache_ttl_s: float = Field(30.0, ge=0, description="TTL of cached user states.")
     similar_cache_ttl_s: float = Field(300.0, ge=0, description="TTL of cached similar items.")
     graphiql: bool = Field(True, description="Serve the GraphiQL IDE at /graphql.")

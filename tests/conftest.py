@@ -11,10 +11,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("LANCE_LOG", "error")
+
+# Property tests check behaviour, never speed: no per-example deadline, which a busy 2-core
+# machine (CI, or a build running beside the tests) would otherwise turn into flaky failures.
+settings.register_profile("shortlist", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("shortlist")
 
 ROOT = Path(__file__).resolve().parents[1]
 ML_SMALL = ROOT.parent / "shared" / "datasets" / "ml-latest-small"

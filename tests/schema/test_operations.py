@@ -10,6 +10,7 @@ import httpx
 import pytest
 import redis.asyncio as redis
 from prometheus_client.parser import text_string_to_metric_families
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from app.logs import JsonFormatter
 from app.server import create_app
@@ -41,6 +42,19 @@ async def test_readyz_is_503_until_the_engine_is_loaded(built_catalog: Path) -> 
             ready = await client.get("/readyz")
             assert ready.status_code == 200
             assert ready.json()["status"] == "ready" and ready.json()["modelVersion"]
+
+
+async def test_serving_holds_blas_to_its_setting_and_gives_the_threads_back(
+    built_catalog: Path,
+) -> None:
+    def blas_threads() -> set[int]:
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    with threadpool_limits(2, "blas"):
+        app = create_app(Settings(db_path=built_catalog), graphql_app())
+        async with app.router.lifespan_context(app):
+            assert blas_threads() == {1}
+        assert blas_threads() == {2}
 
 
 async def test_metrics_report_stage_and_source_latency_cache_and_version(client) -> None:
