@@ -239,3 +239,7 @@ def main() -> None:
     except MemoryError:
         err.print("[bold red]error:[/] out of memory")
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
