@@ -140,9 +140,9 @@ def leave_last_out(
     held = order[eligible]
     train_mask = np.ones(len(user_index), dtype=bool)
     # drop every event on the held-out (user, item) pair, not just the last one
-    held_pairs = set(zip(user_index[held].tolist(), item_index[held].tolist(), strict=True))
-    pair_keys = user_index.astype(np.int64) * (item_index.max() + 1) + item_index
-    held_keys = np.array([u * (item_index.max() + 1) + i for u, i in held_pairs], dtype=np.int64)
+    width = np.int64(item_index.max()) + 1
+    pair_keys = user_index.astype(np.int64) * width + item_index
+    held_keys = np.unique(user_index[held].astype(np.int64) * width + item_index[held])
     train_mask[np.isin(pair_keys, held_keys)] = False
     return train_mask, user_index[held], item_index[held]
 
