@@ -32,12 +32,21 @@ def _matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.ascontiguousarray(flat.reshape(-1, width), dtype=np.float32)
 
 
+def _scan(table: Any, columns: list[str]) -> Any:
+    """The table's rows, only `columns`, SCAN_BATCH at a time."""
+    return table.search().select(columns).limit(None).to_batches(SCAN_BATCH)
+
+
+def _read_matrix(table: Any, column: str) -> np.ndarray:
+    parts = [_matrix(batch.column(column)) for batch in _scan(table, [column])]
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
 def exact_top_k(table: Any, column: str, queries: np.ndarray, k: int) -> np.ndarray:
     """item_index of the k largest dot products per query, best first (a streamed numpy scan)."""
     best_ids = np.full((len(queries), 0), -1, dtype=np.int64)
     best_scores = np.zeros((len(queries), 0), dtype=np.float32)
-    scanner = table.to_lance().scanner(columns=["item_index", column], batch_size=SCAN_BATCH)
-    for batch in scanner.to_batches():
+    for batch in _scan(table, ["item_index", column]):
         ids = batch.column("item_index").to_numpy().astype(np.int64)
         scores = queries @ _matrix(batch.column(column)).T
         ids_all = np.concatenate([best_ids, np.broadcast_to(ids, scores.shape)], axis=1)
@@ -53,7 +62,7 @@ def exact_top_k(table: Any, column: str, queries: np.ndarray, k: int) -> np.ndar
 def exact_query_ms(table: Any, column: str, queries: np.ndarray, k: int) -> dict[str, float]:
     """Per-query time of exact search with the column already in memory (numpy matvec +
     argpartition): what brute force would cost a request, without the read."""
-    vectors = _matrix(table.to_lance().to_table(columns=[column]).column(column))
+    vectors = _read_matrix(table, column)
     times = []
     for query in queries[:EXACT_TIMED]:
         started = time.perf_counter()
@@ -74,7 +83,7 @@ def _percentiles(times: list[float]) -> dict[str, float]:
 
 def sample_queries(users: Any, column: str, count: int, seed: int) -> np.ndarray:
     """`count` non-zero user vectors of `column`, seeded."""
-    vectors = _matrix(users.to_lance().to_table(columns=[column]).column(column))
+    vectors = _read_matrix(users, column)
     pool = np.flatnonzero(np.abs(vectors).sum(axis=1) > 0)
     rng = np.random.default_rng(seed)
     picked = rng.choice(pool, size=min(count, len(pool)), replace=False)

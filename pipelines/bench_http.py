@@ -84,6 +84,15 @@ class Server:
             time.sleep(0.5)
         raise RuntimeError("the server did not become ready")
 
+    def peak_rss_mib(self) -> float | None:
+        """The server's peak resident memory so far (Linux /proc), None where unknown."""
+        try:
+            status = Path(f"/proc/{self.process.pid}/status").read_text()
+        except OSError:
+            return None
+        match = re.search(r"VmHWM:\s+(\d+) kB", status)
+        return round(int(match.group(1)) / 1024, 1) if match else None
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -114,7 +123,10 @@ def parse_wrk(output: str) -> dict[str, Any]:
     rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
     total = re.search(r"(\d+) requests in", output)
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+        output,
+    )
     found["requests_per_s"] = float(rate.group(1)) if rate else 0.0
     found["requests"] = int(total.group(1)) if total else 0
     found["non_2xx"] = int(bad.group(1)) if bad else 0
@@ -133,8 +145,8 @@ def knee(rows: list[dict[str, Any]]) -> int | None:
 
 
 def _users(db: Path, count: int, seed: int) -> list[str]:
-    ids = CatalogRoot(db).open().table(USERS).to_lance().to_table(columns=["user_id"])
-    pool = ids.column("user_id").to_pylist()
+    table = CatalogRoot(db).open().table(USERS)
+    pool = table.search().select(["user_id"]).limit(None).to_arrow()["user_id"].to_pylist()
     rng = np.random.default_rng(seed)
     return [pool[i] for i in rng.choice(len(pool), size=min(count, len(pool)), replace=False)]
 
@@ -154,6 +166,7 @@ def http_load(
             "reason": "wrk is not installed (Debian: apt-get install -y wrk); HTTP load skipped",
         }
     rows: list[dict[str, Any]] = []
+    peak: float | None = None
     with tempfile.TemporaryDirectory(prefix="shortlist-http-") as scratch:
         root = scratch_root(db, Path(scratch))
         script = Path(scratch) / "recommendations.lua"
@@ -169,6 +182,7 @@ def http_load(
                 command += ["--timeout", "10s", "--latency", "-s", str(script), server.url]
                 done = subprocess.run(command, capture_output=True, text=True, check=True)
                 rows.append({"connections": connections, **parse_wrk(done.stdout)})
+            peak = server.peak_rss_mib()
         finally:
             server.stop()
     return {
@@ -178,4 +192,6 @@ def http_load(
         "query": QUERY,
         "rows": rows,
         "knee_connections": knee(rows),
+        "server_peak_rss_mib": peak,
+        "server_env": SERVER_ENV,
     }

@@ -126,11 +126,57 @@ def bench(
             "fault injection), and how many answers were degraded.",
         ),
     ] = False,
+    scale: Annotated[
+        bool,
+        typer.Option(
+            "--scale",
+            help="Instead: generate (--items, --users) and build a catalog under --work unless "
+            "there, then measure per-stage latency (explain off and on), ANN recall against "
+            "exact search, HTTP load with wrk, build time and peak RSS; writes bench.json, "
+            "bench.md and latency-vs-load.png into --report-dir.",
+        ),
+    ] = False,
+    items: Annotated[int, typer.Option(help="--scale: items to generate.", min=1)] = 1_000_000,
+    users: Annotated[int, typer.Option(help="--scale: users to generate.", min=1)] = 100_000,
+    work: Annotated[
+        Path, typer.Option(help="--scale: directory for the generated source and catalog.")
+    ] = Path("data/scale"),
+    report_dir: Annotated[
+        Path, typer.Option(help="--scale: where the JSON, Markdown and PNG go.")
+    ] = Path("data/scale/report"),
+    ann_queries: Annotated[int, typer.Option(help="--scale: ANN probe queries.", min=1)] = 200,
+    http_seconds: Annotated[
+        float, typer.Option(help="--scale: wrk duration per concurrency.", min=1)
+    ] = 20.0,
+    concurrency: Annotated[
+        str, typer.Option(help="--scale: wrk connection counts, comma-separated.")
+    ] = "1,4,8,16,32,64",
+    seed: Annotated[int, typer.Option(help="Seed for the catalog and the sampled users.")] = 42,
     out: Annotated[Path | None, typer.Option(help="Write the report as JSON here.")] = None,
 ) -> None:
     """Per-stage latency of the served pipeline, in-process, on a built catalog."""
     settings = _settings(db_path=db)
-    if faults:
+    if scale:
+        from pipelines.bench_report import markdown as scale_markdown
+        from pipelines.bench_scale import scale_bench
+
+        try:
+            levels = tuple(int(c) for c in concurrency.split(",") if c.strip())
+        except ValueError:
+            raise ShortlistError(f"--concurrency must be integers, got {concurrency!r}") from None
+        report = scale_bench(
+            work,
+            report_dir,
+            items=items,
+            users=users,
+            requests=requests,
+            ann_queries=ann_queries,
+            http_seconds=http_seconds,
+            concurrency=levels,
+            seed=seed,
+        )
+        typer.echo(scale_markdown(report))
+    elif faults:
         from pipelines.bench import fault_markdown, fault_sweep
 
         report = fault_sweep(settings.db_path, min(requests, 100))
