@@ -165,6 +165,8 @@ def http_load(
             "available": False,
             "reason": "wrk is not installed (Debian: apt-get install -y wrk); HTTP load skipped",
         }
+    if not concurrency:
+        return {"available": False, "reason": "no concurrency levels asked; HTTP load skipped"}
     rows: list[dict[str, Any]] = []
     peak: float | None = None
     with tempfile.TemporaryDirectory(prefix="shortlist-http-") as scratch:
