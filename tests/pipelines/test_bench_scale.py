@@ -82,7 +82,8 @@ def test_scale_bench_at_a_tiny_size_writes_json_markdown_and_png(
     assert written["catalog"]["counts"]["items"] == 1500
     catalog = written["catalog"]
     assert catalog["generate"]["peak_rss_mib"] > 0 and catalog["build"]["seconds"] > 0
-    assert {"ingest", "cf", "write", "index", "total"} <= {s["name"] for s in catalog["build_steps"]}
+    steps = {s["name"] for s in catalog["build_steps"]}
+    assert {"ingest", "cf", "write", "index", "total"} <= steps
     for run in (written["latency"], written["latency_explain"]):
         assert run["requests"] == 20
         assert {"candidates", "ranking", "reranking"} <= set(run["stages"])
