@@ -25,6 +25,7 @@ from app.store import (
     RELATIONS,
     CatalogRoot,
     CatalogVersion,
+    IndexChoice,
     Manifest,
     write_manifest,
 )
@@ -142,6 +143,7 @@ def build_catalog(
             version,
             path,
             ease_lambdas=learned.ease_lambdas,
+            known_indexes=learned.indexes,
         )
         manifest.ranker = learned.ranker
         manifest.fusion = learned.fusion
@@ -166,6 +168,7 @@ class SnapshotLearned:
 
     ranker: dict[str, Any] | None = None  # how the stage-2 model was trained
     ease_lambdas: dict[str, float] | None = None  # EASE's lambdas, chosen on the later events
+    indexes: dict[str, IndexChoice] | None = None  # ANN indexes chosen on the snapshot
     fusion: dict[str, Any] | None = None  # stage-1 fusion hit rates (manifest entry)
 
 
@@ -217,6 +220,7 @@ def _learn_on_snapshot(
             step.rows = len(data.labels)
         learned = SnapshotLearned(
             ease_lambdas=ease_lambdas,
+            indexes=snapshot_manifest.indexes,
             fusion=data.fusion.to_manifest() if data.fusion is not None else None,
         )
         if len(np.unique(data.groups)) < 10:
@@ -254,6 +258,7 @@ def _build_version(
     label: str = "",
     later: pd.DataFrame | None = None,
     ease_lambdas: dict[str, float] | None = None,
+    known_indexes: dict[str, IndexChoice] | None = None,
 ) -> Manifest:
     """One catalog version from `events`. EASE's lambdas are `ease_lambdas` if given, else
     chosen on `later` events (the ranker snapshot), else on an inner temporal split of
@@ -378,6 +383,7 @@ def _build_version(
                 recall_target=settings.ann_recall_target,
                 exact_max_rows=settings.ann_exact_max_rows,
                 step=step,
+                known=(known_indexes or {}).get(column),
             )
         step.rows = n_items
         step.note = ", ".join(

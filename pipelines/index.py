@@ -105,10 +105,14 @@ def choose_index(
     recall_target: float,
     exact_max_rows: int,
     step: Step | None = None,
+    known: IndexChoice | None = None,
 ) -> IndexChoice:
     """Try exact search and ANN indexes on `column`; keep the fastest that reaches the target.
 
     `vectors` must be the column's vectors in `item_index` order (the result ids are row numbers).
+    `known`: the choice made on the same catalog's snapshot (the ranker's earlier events). At
+    catalog scale (MIN_ROWS_FOR_PQ rows) only that index is built and measured, and kept if it
+    still reaches the target: building every candidate index twice costs most of a large build.
     """
     n, dim = vectors.shape
     k = min(k, n)
@@ -118,6 +122,16 @@ def choose_index(
     def tick() -> None:
         if step is not None:
             step.advance(1)
+
+    if known is not None and n >= MIN_ROWS_FOR_PQ and known.kind in _CONFIGS:
+        config = _CONFIGS[known.kind](distance_type=METRIC, **known.params)
+        table.create_index(column, config=config)
+        recall, p50, p99 = _measure(table, column, queries, truth, k, known.search)
+        tick()
+        if recall >= recall_target:
+            tried = [Trial(known.kind, known.params, known.search, recall, p50, p99)]
+            return _choice(column, k, tried[0], tried)
+        table.drop_index(f"{column}_idx")
 
     if n <= exact_max_rows or n < MIN_ROWS_FOR_INDEX:
         recall, p50, p99 = _measure(table, column, queries, truth, k, {"exact": 1})
@@ -164,6 +178,13 @@ def choose_index(
     elif best.kind != built:
         config = IvfHnswSq if best.kind == "IVF_HNSW_SQ" else IvfPq
         table.create_index(column, config=config(distance_type=METRIC, **best.params))
+    return _choice(column, k, best, trials)
+
+
+_CONFIGS: dict[str, Any] = {"IVF_HNSW_SQ": IvfHnswSq, "IVF_PQ": IvfPq}
+
+
+def _choice(column: str, k: int, best: Trial, trials: list[Trial]) -> IndexChoice:
     return IndexChoice(
         column=column,
         metric=METRIC,
