@@ -150,3 +150,36 @@ def test_small_table_is_searched_exactly(tmp_path):
     assert table.list_indices() == []
     truth = exact_top_k(vectors, queries, 20)
     assert recall(table, queries, truth, 20, choice.search) == 1.0
+
+
+def test_a_known_choice_is_rebuilt_and_checked_instead_of_searched_again(
+    tmp_path, clustered_data, monkeypatch
+):
+    """At catalog scale the full build rebuilds the snapshot's index only, and keeps it when it
+    still reaches the target; a known choice that misses falls back to the whole search."""
+    from app.store import IndexChoice
+    from pipelines import index
+
+    monkeypatch.setattr(index, "MIN_ROWS_FOR_PQ", 1_000_000)  # no IVF_PQ trials here
+    vectors, queries = clustered_data
+    first = choose_index(
+        make_table(tmp_path / "a", vectors), "vector", vectors, queries, k=K,
+        recall_target=0.95, exact_max_rows=0,
+    )  # fmt: skip
+    monkeypatch.setattr(index, "MIN_ROWS_FOR_PQ", 1_000)
+    table = make_table(tmp_path / "b", vectors)
+    again = choose_index(
+        table, "vector", vectors, queries, k=K, recall_target=0.95, exact_max_rows=0, known=first
+    )
+    assert [(t["kind"], t["search"]) for t in again.tried] == [(first.kind, first.search)]
+    assert again.recall_at_k >= 0.95
+    assert [i.index_type for i in table.list_indices()] == ["IvfHnswSq"]
+
+    hopeless = IndexChoice(**{**first.model_dump(), "search": {"ef": K, "nprobes": 1}})
+    monkeypatch.setattr(index, "_measure", lambda *a: (0.5, 1.0, 1.0))  # misses the target
+    table = make_table(tmp_path / "c", vectors)
+    searched = choose_index(
+        table, "vector", vectors, queries, k=K, recall_target=0.95, exact_max_rows=0,
+        known=hopeless,
+    )  # fmt: skip
+    assert len(searched.tried) > 1  # it went on to the whole search
