@@ -36,6 +36,7 @@ from pipelines.ingest import load_source
 from pipelines.ingest.raw import RawCatalog
 from pipelines.live_data import with_live_data
 from pipelines.neighbours import MAX_ITEMS as MAX_NEIGHBOUR_ITEMS
+from pipelines.neighbours import WIDEST_ITEMS as WIDEST_NEIGHBOUR_ITEMS
 from pipelines.neighbours import item_neighbours
 from pipelines.ranker import collect_training_data, train_ranker
 from pipelines.split import temporal_split
@@ -301,15 +302,14 @@ def _build_version(
     )
     relations: dict[str, dict[str, Any]] = {}
     with reporter.step(f"{label}neighbours") as step:
-        if n_items <= MAX_NEIGHBOUR_ITEMS:
-            neighbours, neighbour_scores = item_neighbours(
-                audience, settings.neighbours_k, settings.neighbours_shrink
-            )
-            _save_relations(path, "item_knn", neighbours, neighbour_scores)
-            step.rows = int((neighbours >= 0).sum())
-            relations["item_knn"] = {"k": settings.neighbours_k}
-        else:
-            step.note = f"skipped: more than {MAX_NEIGHBOUR_ITEMS:,} items"
+        neighbours, neighbour_scores = item_neighbours(
+            audience, settings.neighbours_k, settings.neighbours_shrink
+        )
+        _save_relations(path, "item_knn", neighbours, neighbour_scores)
+        step.rows = int((neighbours >= 0).sum())
+        relations["item_knn"] = {"k": settings.neighbours_k}
+        if n_items > MAX_NEIGHBOUR_ITEMS:
+            step.note = f"the {WIDEST_NEIGHBOUR_ITEMS:,} widest-audience items"
 
     with reporter.step(f"{label}ease") as step:
         model = None
