@@ -183,3 +183,33 @@ def test_a_known_choice_is_rebuilt_and_checked_instead_of_searched_again(
         known=hopeless,
     )  # fmt: skip
     assert len(searched.tried) > 1  # it went on to the whole search
+
+
+def test_at_catalog_scale_skewed_vectors_are_searched_in_memory(tmp_path, monkeypatch):
+    """CF-like vectors (a few long, most short): the in-memory exact search is chosen, no
+    index is built, and the search serving runs from the choice finds the exact answer."""
+    import asyncio
+
+    from app.candidates.ann import VectorIndex, memory_search
+    from pipelines import index
+
+    monkeypatch.setattr(index, "SCALE_ROWS", 1_000)
+    monkeypatch.setattr(index, "MEMORY_FAST_MS", 1_000.0)  # a busy test machine is fast enough
+    rng = np.random.default_rng(5)
+    vectors = (rng.normal(size=(6_000, 16)) * rng.lognormal(-3, 1.5, size=(6_000, 1))).astype(
+        np.float32
+    )
+    queries = rng.normal(size=(12, 16)).astype(np.float32)
+    table = make_table(tmp_path, vectors)
+    choice = choose_index(
+        table, "vector", vectors, queries, k=K, recall_target=0.95, exact_max_rows=0
+    )
+    assert choice.kind == "memory" and choice.search == {"memory": 1}
+    assert choice.recall_at_k == 1.0 and table.list_indices() == []
+    served = VectorIndex(
+        table, "vector", choice.search, K, memory=memory_search(vectors, choice.search)
+    )
+    items, scores = asyncio.run(served.nearest(queries[0], K))
+    truth = exact_top_k(vectors, queries[:1], K)[0]
+    assert set(items.tolist()) == set(truth.tolist())
+    np.testing.assert_allclose(scores, np.sort(vectors[truth] @ queries[0])[::-1], rtol=1e-4)
