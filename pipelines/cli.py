@@ -81,6 +81,17 @@ def build(
 
 
 @cli.command()
+def reindex(db: DbOption = None) -> None:
+    """Choose the serving version's ANN indexes again (measured against exact search), without
+    rebuilding it; a running server picks them up on reloadModels or SIGHUP."""
+    from pipelines.reindex import reindex as run_reindex
+
+    settings = _settings(db_path=db)
+    for column, choice in run_reindex(settings, Reporter()).items():
+        err.print(f"[bold green]{column}[/]: {choice.kind} {choice.search}")
+
+
+@cli.command()
 def serve(
     db: DbOption = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,

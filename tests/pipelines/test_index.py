@@ -213,3 +213,22 @@ def test_at_catalog_scale_skewed_vectors_are_searched_in_memory(tmp_path, monkey
     truth = exact_top_k(vectors, queries[:1], K)[0]
     assert set(items.tolist()) == set(truth.tolist())
     np.testing.assert_allclose(scores, np.sort(vectors[truth] @ queries[0])[::-1], rtol=1e-4)
+
+
+def test_reindex_chooses_the_indexes_of_a_built_version_again(tmp_path, built_catalog):
+    import shutil
+
+    from app.settings import Settings
+    from app.store import CatalogRoot
+    from pipelines.reindex import reindex
+
+    root = tmp_path / "catalog"
+    shutil.copytree(built_catalog, root, symlinks=True)
+    before = CatalogRoot(root).open().manifest
+    chosen = reindex(Settings(db_path=root, ann_probe_queries=20))
+    after = CatalogRoot(root).open().manifest
+    assert set(chosen) == {"cf_vector", "content_vector"}
+    for column, choice in chosen.items():
+        assert after.indexes[column] == choice and choice.recall_at_k >= 0.95
+        assert choice.k == before.indexes[column].k
+    assert after.version == before.version and after.ranker == before.ranker
