@@ -17,7 +17,7 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 
-from app.candidates.ann import VectorIndex
+from app.candidates.ann import VectorIndex, memory_search
 from app.store import ITEMS, USERS, CatalogRoot
 
 COLUMNS = ("cf_vector", "content_vector")
@@ -40,6 +40,14 @@ def _scan(table: Any, columns: list[str]) -> Any:
 def _read_matrix(table: Any, column: str) -> np.ndarray:
     parts = [_matrix(batch.column(column)) for batch in _scan(table, [column])]
     return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+def _in_item_order(table: Any, column: str) -> np.ndarray:
+    ids, parts = [], []
+    for batch in _scan(table, ["item_index", column]):
+        ids.append(batch.column("item_index").to_numpy())
+        parts.append(_matrix(batch.column(column)))
+    return np.concatenate(parts)[np.argsort(np.concatenate(ids), kind="stable")]
 
 
 def exact_top_k(table: Any, column: str, queries: np.ndarray, k: int) -> np.ndarray:
@@ -114,7 +122,10 @@ async def _measure(db: Any, queries: int, k: int, seed: int) -> dict[str, Any]:
     columns: dict[str, Any] = {}
     for column in COLUMNS:
         choice = manifest.indexes[column]
-        index = VectorIndex(table, column, choice.search, choice.k)
+        memory = None
+        if choice.search.get("memory"):  # served from memory: the same structure serving builds
+            memory = memory_search(_in_item_order(sync_items, column), choice.search)
+        index = VectorIndex(table, column, choice.search, choice.k, memory=memory)
         asked = sample_queries(sync_users, column, queries, seed)
         truth = exact_top_k(sync_items, column, asked, k)
         found, times = await _ann(index, asked, k)
