@@ -8,7 +8,7 @@ DEMO   := data/demo
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo catalog test lint typecheck unit bench clean
+.PHONY: install demo catalog test lint typecheck unit bench bench-scale clean
 
 install: $(STAMP)
 
@@ -30,10 +30,19 @@ catalog: $(DB)/CURRENT
 demo: install catalog
 	$(VENV)/bin/shortlist serve --db $(DB)
 
-# Served latency per stage on the demo catalog, in-process (the scale benchmark is issue #6's).
+# Served latency per stage on the demo catalog, in-process.
 bench: install catalog
 	$(VENV)/bin/shortlist bench --db $(DB) --requests 1000 --out data/bench.json
 	$(VENV)/bin/shortlist bench --db $(DB) --requests 1000 --explain --out data/bench-explain.json
+
+# The scale benchmark: generate and build SCALE_ITEMS items (once, under SCALE_WORK), then
+# per-stage latency, ANN recall against exact search, HTTP load with wrk, build time, peak RSS.
+SCALE_ITEMS ?= 1000000
+SCALE_USERS ?= 100000
+SCALE_WORK  ?= data/scale-$(SCALE_ITEMS)
+bench-scale: install
+	$(VENV)/bin/shortlist bench --scale --items $(SCALE_ITEMS) --users $(SCALE_USERS) \
+		--work $(SCALE_WORK) --report-dir $(SCALE_WORK)/report --requests 1000
 
 lint: install
 	$(VENV)/bin/ruff check app schema pipelines tests

@@ -127,6 +127,14 @@ class ItemCatalog:
             return np.zeros(0, dtype=np.int64)
         return np.asarray(self.index.get_indexer(pd.Index(list(ids))), dtype=np.int64)
 
+    def indices_of_lists(self, column: pa.ChunkedArray | pa.Array) -> list[np.ndarray]:
+        """`indices_of` for every row of a list<string> column, in one lookup (load path)."""
+        array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        flat = array.flatten().to_pandas().to_numpy(dtype=object)
+        found = np.asarray(self.index.get_indexer(pd.Index(flat)), dtype=np.int64)
+        offsets = array.offsets.to_numpy() - array.offsets[0].as_py()
+        return [found[offsets[i] : offsets[i + 1]] for i in range(len(array))]
+
     def index_of(self, item_id: str) -> int | None:
         found = int(self.indices_of([item_id])[0])
         return found if found >= 0 else None

@@ -12,7 +12,7 @@ from typing import Any
 import lancedb
 import numpy as np
 
-from app.candidates.ann import VectorIndex
+from app.candidates.ann import VectorIndex, memory_search
 from app.candidates.fusion import Fusion, ReciprocalRank
 from app.candidates.fusion import from_manifest as fusion_from_manifest
 from app.deadlines import Fault
@@ -63,6 +63,12 @@ class Runtime:
         missing = {"cf_vector", "content_vector"} - set(indexes)
         if missing:
             raise CatalogError(f"manifest of {catalog.path} lacks index choices for {missing}")
+        cf_memory, content_memory = await asyncio.to_thread(
+            lambda: (
+                memory_search(items.cf, indexes["cf_vector"].search),
+                memory_search(items.content, indexes["content_vector"].search),
+            )
+        )
         return cls(
             version=catalog.manifest.version,
             path=catalog.path,
@@ -75,6 +81,7 @@ class Runtime:
                 indexes["cf_vector"].search,
                 indexes["cf_vector"].k,
                 dict(faults or {}),
+                cf_memory,
             ),
             content_index=VectorIndex(
                 table,
@@ -82,6 +89,7 @@ class Runtime:
                 indexes["content_vector"].search,
                 indexes["content_vector"].k,
                 dict(faults or {}),
+                content_memory,
             ),
             ranker_model=ranker_model,
             relations=relations,
@@ -96,11 +104,19 @@ class Runtime:
         Items added after the build have no item-item relations: the tables skip them.
         """
         table = await open_items_table(self.path)
+        cf_memory, content_memory = await asyncio.to_thread(
+            lambda: (
+                memory_search(items.cf, self.cf_index.search),
+                memory_search(items.content, self.content_index.search),
+            )
+        )
         return dataclasses.replace(
             self,
             items=items,
-            cf_index=dataclasses.replace(self.cf_index, table=table),
-            content_index=dataclasses.replace(self.content_index, table=table),
+            cf_index=dataclasses.replace(self.cf_index, table=table, memory=cf_memory),
+            content_index=dataclasses.replace(
+                self.content_index, table=table, memory=content_memory
+            ),
         )
 
 

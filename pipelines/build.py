@@ -25,6 +25,7 @@ from app.store import (
     RELATIONS,
     CatalogRoot,
     CatalogVersion,
+    IndexChoice,
     Manifest,
     write_manifest,
 )
@@ -35,6 +36,7 @@ from pipelines.ingest import load_source
 from pipelines.ingest.raw import RawCatalog
 from pipelines.live_data import with_live_data
 from pipelines.neighbours import MAX_ITEMS as MAX_NEIGHBOUR_ITEMS
+from pipelines.neighbours import WIDEST_ITEMS as WIDEST_NEIGHBOUR_ITEMS
 from pipelines.neighbours import item_neighbours
 from pipelines.ranker import collect_training_data, train_ranker
 from pipelines.split import temporal_split
@@ -142,6 +144,7 @@ def build_catalog(
             version,
             path,
             ease_lambdas=learned.ease_lambdas,
+            known_indexes=learned.indexes,
         )
         manifest.ranker = learned.ranker
         manifest.fusion = learned.fusion
@@ -166,6 +169,7 @@ class SnapshotLearned:
 
     ranker: dict[str, Any] | None = None  # how the stage-2 model was trained
     ease_lambdas: dict[str, float] | None = None  # EASE's lambdas, chosen on the later events
+    indexes: dict[str, IndexChoice] | None = None  # ANN indexes chosen on the snapshot
     fusion: dict[str, Any] | None = None  # stage-1 fusion hit rates (manifest entry)
 
 
@@ -217,6 +221,7 @@ def _learn_on_snapshot(
             step.rows = len(data.labels)
         learned = SnapshotLearned(
             ease_lambdas=ease_lambdas,
+            indexes=snapshot_manifest.indexes,
             fusion=data.fusion.to_manifest() if data.fusion is not None else None,
         )
         if len(np.unique(data.groups)) < 10:
@@ -257,6 +262,7 @@ def _build_version(
     label: str = "",
     later: pd.DataFrame | None = None,
     ease_lambdas: dict[str, float] | None = None,
+    known_indexes: dict[str, IndexChoice] | None = None,
 ) -> Manifest:
     """One catalog version from `events`. EASE's lambdas are `ease_lambdas` if given, else
     chosen on `later` events (the ranker snapshot), else on an inner temporal split of
@@ -299,15 +305,14 @@ def _build_version(
     )
     relations: dict[str, dict[str, Any]] = {}
     with reporter.step(f"{label}neighbours") as step:
-        if n_items <= MAX_NEIGHBOUR_ITEMS:
-            neighbours, neighbour_scores = item_neighbours(
-                audience, settings.neighbours_k, settings.neighbours_shrink
-            )
-            _save_relations(path, "item_knn", neighbours, neighbour_scores)
-            step.rows = int((neighbours >= 0).sum())
-            relations["item_knn"] = {"k": settings.neighbours_k}
-        else:
-            step.note = f"skipped: more than {MAX_NEIGHBOUR_ITEMS:,} items"
+        neighbours, neighbour_scores = item_neighbours(
+            audience, settings.neighbours_k, settings.neighbours_shrink
+        )
+        _save_relations(path, "item_knn", neighbours, neighbour_scores)
+        step.rows = int((neighbours >= 0).sum())
+        relations["item_knn"] = {"k": settings.neighbours_k}
+        if n_items > MAX_NEIGHBOUR_ITEMS:
+            step.note = f"the {WIDEST_NEIGHBOUR_ITEMS:,} widest-audience items"
 
     with reporter.step(f"{label}ease") as step:
         model = None
@@ -381,6 +386,7 @@ def _build_version(
                 recall_target=settings.ann_recall_target,
                 exact_max_rows=settings.ann_exact_max_rows,
                 step=step,
+                known=(known_indexes or {}).get(column),
             )
         step.rows = n_items
         step.note = ", ".join(

@@ -21,6 +21,11 @@ from pipelines.steps import Step
 
 EVAL_K = 100
 EVAL_MAX_USERS = 2000
+# At catalog scale: the ALS/BPR choice is fitted on the events of at most this many users (every
+# evaluated user among them), and fits leave out the users and items without events, which cost
+# a solve per iteration and learn nothing. Smaller data sets are fitted exactly as they come.
+CHOICE_MAX_USERS = 20_000
+COMPACT_MIN_ITEMS = 100_000
 
 
 @dataclass
@@ -74,6 +79,50 @@ def fit(
         model = _model(algorithm, cfg)
         model.fit(matrix, show_progress=False, callback=tick)
     return model
+
+
+def fit_factors(
+    algorithm: str, matrix: sp.csr_matrix, cfg: dict[str, Any], step: Step | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(user factors, item factors) as float32 arrays for every row and column of `matrix`.
+
+    At catalog scale (COMPACT_MIN_ITEMS) the model is fitted on the rows and columns that hold
+    events only; the others get zero factors (what `train_cf` gives them anyway).
+    """
+    if matrix.shape[1] < COMPACT_MIN_ITEMS:
+        model = fit(algorithm, matrix, cfg, step)
+        return (
+            np.ascontiguousarray(model.user_factors, dtype=np.float32),
+            np.ascontiguousarray(model.item_factors, dtype=np.float32),
+        )
+    rows = np.flatnonzero(np.diff(matrix.indptr) > 0)
+    cols = np.flatnonzero(np.bincount(matrix.indices, minlength=matrix.shape[1]) > 0)
+    model = fit(algorithm, matrix[rows][:, cols].tocsr(), cfg, step)
+    user_part = np.asarray(model.user_factors, dtype=np.float32)
+    item_part = np.asarray(model.item_factors, dtype=np.float32)
+    users = np.zeros((matrix.shape[0], user_part.shape[1]), dtype=np.float32)
+    items = np.zeros((matrix.shape[1], item_part.shape[1]), dtype=np.float32)
+    users[rows], items[cols] = user_part, item_part
+    return users, items
+
+
+def _choice_sample(
+    user_index: np.ndarray,
+    train_mask: np.ndarray,
+    eval_users: np.ndarray,
+    n_users: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Mask of the training events the ALS/BPR choice is fitted on: all of them, or at scale
+    those of CHOICE_MAX_USERS users, every evaluated user included."""
+    if n_users <= CHOICE_MAX_USERS:
+        return train_mask
+    others = np.setdiff1d(np.arange(n_users), eval_users)
+    extra = rng.choice(others, size=max(0, CHOICE_MAX_USERS - len(eval_users)), replace=False)
+    chosen = np.zeros(n_users, dtype=bool)
+    chosen[eval_users] = True
+    chosen[extra] = True
+    return train_mask & chosen[user_index]
 
 
 def _model(algorithm: str, cfg: dict[str, Any]) -> Any:
@@ -142,9 +191,9 @@ def leave_last_out(
     held = order[eligible]
     train_mask = np.ones(len(user_index), dtype=bool)
     # drop every event on the held-out (user, item) pair, not just the last one
-    held_pairs = set(zip(user_index[held].tolist(), item_index[held].tolist(), strict=True))
-    pair_keys = user_index.astype(np.int64) * (item_index.max() + 1) + item_index
-    held_keys = np.array([u * (item_index.max() + 1) + i for u, i in held_pairs], dtype=np.int64)
+    width = np.int64(item_index.max()) + 1
+    pair_keys = user_index.astype(np.int64) * width + item_index
+    held_keys = np.unique(user_index[held].astype(np.int64) * width + item_index[held])
     train_mask[np.isin(pair_keys, held_keys)] = False
     return train_mask, user_index[held], item_index[held]
 
@@ -187,28 +236,23 @@ def train_cf(
             user_index, item_index, weights, timestamps, rng
         )
         if len(eval_users) >= 20:
+            sample = _choice_sample(user_index, train_mask, eval_users, n_users, rng)
             train = interaction_matrix(
-                user_index[train_mask],
-                item_index[train_mask],
-                weights[train_mask],
+                user_index[sample],
+                item_index[sample],
+                weights[sample],
                 n_users,
                 n_items,
             )
             for name in candidates:
-                model = fit(name, train, cfg, step)
+                user_f, item_f = fit_factors(name, train, cfg, step)
                 measurements[f"{name}_hit_rate@{EVAL_K}"] = hit_rate(
-                    np.asarray(model.user_factors),
-                    np.asarray(model.item_factors),
-                    train,
-                    eval_users,
-                    eval_items,
+                    user_f, item_f, train, eval_users, eval_items
                 )
             chosen = max(candidates, key=lambda a: measurements[f"{a}_hit_rate@{EVAL_K}"])
         measurements["eval_users"] = float(len(eval_users))
     matrix = interaction_matrix(user_index, item_index, weights, n_users, n_items)
-    model = fit(chosen, matrix, cfg, step)
-    user_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)
-    item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+    user_factors, item_factors = fit_factors(chosen, matrix, cfg, step)
     seen_items = np.diff(matrix.tocsc().indptr) > 0
     item_factors[~seen_items] = 0.0
     seen_users = np.diff(matrix.indptr) > 0

@@ -81,6 +81,17 @@ def build(
 
 
 @cli.command()
+def reindex(db: DbOption = None) -> None:
+    """Choose the serving version's ANN indexes again (measured against exact search), without
+    rebuilding it; a running server picks them up on reloadModels or SIGHUP."""
+    from pipelines.reindex import reindex as run_reindex
+
+    settings = _settings(db_path=db)
+    for column, choice in run_reindex(settings, Reporter()).items():
+        err.print(f"[bold green]{column}[/]: {choice.kind} {choice.search}")
+
+
+@cli.command()
 def serve(
     db: DbOption = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
@@ -126,11 +137,57 @@ def bench(
             "fault injection), and how many answers were degraded.",
         ),
     ] = False,
+    scale: Annotated[
+        bool,
+        typer.Option(
+            "--scale",
+            help="Instead: generate (--items, --users) and build a catalog under --work unless "
+            "there, then measure per-stage latency (explain off and on), ANN recall against "
+            "exact search, HTTP load with wrk, build time and peak RSS; writes bench.json, "
+            "bench.md and latency-vs-load.png into --report-dir.",
+        ),
+    ] = False,
+    items: Annotated[int, typer.Option(help="--scale: items to generate.", min=1)] = 1_000_000,
+    users: Annotated[int, typer.Option(help="--scale: users to generate.", min=1)] = 100_000,
+    work: Annotated[
+        Path, typer.Option(help="--scale: directory for the generated source and catalog.")
+    ] = Path("data/scale"),
+    report_dir: Annotated[
+        Path, typer.Option(help="--scale: where the JSON, Markdown and PNG go.")
+    ] = Path("data/scale/report"),
+    ann_queries: Annotated[int, typer.Option(help="--scale: ANN probe queries.", min=1)] = 200,
+    http_seconds: Annotated[
+        float, typer.Option(help="--scale: wrk duration per concurrency.", min=1)
+    ] = 20.0,
+    concurrency: Annotated[
+        str, typer.Option(help="--scale: wrk connection counts, comma-separated.")
+    ] = "1,4,8,16,32,64",
+    seed: Annotated[int, typer.Option(help="Seed for the catalog and the sampled users.")] = 42,
     out: Annotated[Path | None, typer.Option(help="Write the report as JSON here.")] = None,
 ) -> None:
     """Per-stage latency of the served pipeline, in-process, on a built catalog."""
     settings = _settings(db_path=db)
-    if faults:
+    if scale:
+        from pipelines.bench_report import markdown as scale_markdown
+        from pipelines.bench_scale import scale_bench
+
+        try:
+            levels = tuple(int(c) for c in concurrency.split(",") if c.strip())
+        except ValueError:
+            raise ShortlistError(f"--concurrency must be integers, got {concurrency!r}") from None
+        report = scale_bench(
+            work,
+            report_dir,
+            items=items,
+            users=users,
+            requests=requests,
+            ann_queries=ann_queries,
+            http_seconds=http_seconds,
+            concurrency=levels,
+            seed=seed,
+        )
+        typer.echo(scale_markdown(report))
+    elif faults:
         from pipelines.bench import fault_markdown, fault_sweep
 
         report = fault_sweep(settings.db_path, min(requests, 100))
@@ -239,3 +296,7 @@ def main() -> None:
     except MemoryError:
         err.print("[bold red]error:[/] out of memory")
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -10,7 +10,11 @@ import numpy as np
 import scipy.sparse as sp
 
 BLOCK_ITEMS = 1024
-MAX_ITEMS = 300_000  # dense similarity blocks: beyond this the build skips neighbours
+# Each block is a dense (items x BLOCK_ITEMS) product. Catalogs above MAX_ITEMS get neighbours
+# among their WIDEST_ITEMS widest-audience items only (the long tail keeps none, as with EASE):
+# the cost grows with the square of the items covered.
+MAX_ITEMS = 300_000
+WIDEST_ITEMS = 100_000
 
 
 def item_similarity(train: sp.csr_matrix, k: int, shrink: float) -> sp.csr_matrix:
@@ -43,8 +47,28 @@ def item_similarity(train: sp.csr_matrix, k: int, shrink: float) -> sp.csr_matri
     )
 
 
-def item_neighbours(train: sp.csr_matrix, k: int, shrink: float) -> tuple[np.ndarray, np.ndarray]:
-    """(neighbours int32, scores float32), both (n_items, k), best first, -1/0 padded."""
+def item_neighbours(
+    train: sp.csr_matrix, k: int, shrink: float, max_items: int = MAX_ITEMS
+) -> tuple[np.ndarray, np.ndarray]:
+    """(neighbours int32, scores float32), both (n_items, k), best first, -1/0 padded.
+
+    Above `max_items` items, only the WIDEST_ITEMS items with the widest audiences have (and
+    are) neighbours."""
+    n_items = train.shape[1]
+    if n_items <= max_items:
+        return _neighbours(train, k, shrink)
+    audience = np.diff(sp.csc_matrix(train).indptr)
+    covered = np.sort(np.argsort(-audience, kind="stable")[: min(WIDEST_ITEMS, max_items)])
+    covered = covered[audience[covered] > 0]
+    part, part_scores = _neighbours(sp.csr_matrix(train[:, covered]), k, shrink)
+    neighbours = np.full((n_items, k), -1, dtype=np.int32)
+    scores = np.zeros((n_items, k), dtype=np.float32)
+    neighbours[covered] = np.where(part >= 0, covered[part.clip(0)], -1)
+    scores[covered] = part_scores
+    return neighbours, scores
+
+
+def _neighbours(train: sp.csr_matrix, k: int, shrink: float) -> tuple[np.ndarray, np.ndarray]:
     similarity = item_similarity(train, k, shrink).tocsc()
     n_items = train.shape[1]
     neighbours = np.full((n_items, k), -1, dtype=np.int32)

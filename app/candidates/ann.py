@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
 from app.candidates.base import SourceConfig, SourceInput, SourceResult, keep_allowed
+from app.candidates.memory_search import NormOrderedSearch
 from app.deadlines import Fault, inject
 from app.domain import UserState
 
@@ -26,12 +27,24 @@ class VectorIndex:
     search: dict[str, int]
     measured_k: int = 1000  # the k the build measured `search` at
     faults: Mapping[str, Fault] = field(default_factory=dict)  # test only: ann:<column>
+    memory: NormOrderedSearch | None = None  # the column in memory, when the build chose so
 
     async def nearest(
-        self, vector: np.ndarray, k: int, where: str | None = None
+        self,
+        vector: np.ndarray,
+        k: int,
+        where: str | None = None,
+        allows: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """item_index and dot-product score of the k nearest items, best first."""
+        """item_index and dot-product score of the k nearest items, best first.
+
+        `where` filters the LanceDB search; `allows` is the same filter over item_index arrays
+        (`ItemGate.allows`), which an in-memory search applies while it scans.
+        """
         await inject(f"ann:{self.column}", self.faults)
+        if self.memory is not None and (where is None or allows is not None):
+            items, scores, _ = self.memory.nearest(vector, k, allows if where else None)
+            return items, scores
         query = (
             self.table.query()
             .nearest_to(np.asarray(vector, dtype=np.float32))
@@ -58,6 +71,13 @@ class VectorIndex:
         return items, scores
 
 
+def memory_search(vectors: np.ndarray, search: dict[str, int]) -> NormOrderedSearch | None:
+    """The in-memory search the manifest's search parameters ask for ({"memory": 1}), if any."""
+    if not search.get("memory"):
+        return None
+    return NormOrderedSearch(vectors, search.get("max_rows"))
+
+
 class ProfileSearch:
     """A source that searches one vector column with one of the user's vectors.
 
@@ -80,5 +100,5 @@ class ProfileSearch:
         if vector is None:
             return SourceResult.skip(self.missing)
         k = self.config.limit + min(len(given.gate.blocked), self.config.limit)
-        items, scores = await self.index.nearest(vector, k, given.gate.sql)
+        items, scores = await self.index.nearest(vector, k, given.gate.sql, given.gate.allows)
         return keep_allowed(SourceResult(items, scores), given.gate, self.config.limit)

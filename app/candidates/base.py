@@ -53,6 +53,7 @@ class ItemGate:
     sql: str | None = None
     _genre_cols: np.ndarray | None = None
     _released_after_day: float | None = None
+    _blocked_sorted: np.ndarray | None = None  # `blocked` as a sorted array, made once
 
     @classmethod
     def for_request(
@@ -107,8 +108,16 @@ class ItemGate:
             released = self.items.released_day[idx]
             ok &= ~np.isnan(released) & (released >= self._released_after_day + 1)
         if self.blocked:
-            ok &= ~np.isin(idx, np.fromiter(self.blocked, dtype=np.int64))
+            if self._blocked_sorted is None or len(self._blocked_sorted) != len(self.blocked):
+                self._blocked_sorted = np.sort(np.fromiter(self.blocked, dtype=np.int64))
+            ok &= ~_members(idx, self._blocked_sorted)
         return ok
+
+
+def _members(idx: np.ndarray, sorted_values: np.ndarray) -> np.ndarray:
+    """idx in sorted_values, elementwise (binary search: no sort of idx per call)."""
+    at = np.searchsorted(sorted_values, idx).clip(max=len(sorted_values) - 1)
+    return sorted_values[at] == idx
 
 
 def _quote(value: str) -> str:

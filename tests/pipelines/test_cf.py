@@ -265,3 +265,23 @@ def test_first_fit_in_a_fresh_process_is_quiet():
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_compacted_fit_gives_zero_factors_to_rows_without_events(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At catalog scale the fit skips empty users and items; they get zero vectors, the rest
+    are fitted (two taste blocks: each user's own block scores above the other)."""
+    from pipelines import cf
+
+    monkeypatch.setattr(cf, "COMPACT_MIN_ITEMS", 10)
+    users = np.repeat(np.arange(0, 40, 2), 5)  # odd users have no events
+    items = (users % 4 == 0) * 20 + np.tile(np.arange(0, 10, 2), 20)  # odd items never seen
+    matrix = cf.interaction_matrix(users, items, np.ones(len(users)), 41, 40)
+    cfg = {"factors": 8, "iterations": 15, "regularization": 0.01, "alpha": 2.0, "threads": 1,
+           "seed": 0}  # fmt: skip
+    user_f, item_f = cf.fit_factors("als", matrix, cfg)
+    assert user_f.shape == (41, 8) and item_f.shape == (40, 8)
+    assert not user_f[1::2].any() and not item_f[1::2].any()
+    scores = user_f[0] @ item_f.T  # user 0 is in the block of items 20..28
+    assert scores[20:30:2].min() > scores[0:10:2].max()

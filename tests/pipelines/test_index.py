@@ -150,3 +150,85 @@ def test_small_table_is_searched_exactly(tmp_path):
     assert table.list_indices() == []
     truth = exact_top_k(vectors, queries, 20)
     assert recall(table, queries, truth, 20, choice.search) == 1.0
+
+
+def test_a_known_choice_is_rebuilt_and_checked_instead_of_searched_again(
+    tmp_path, clustered_data, monkeypatch
+):
+    """At catalog scale the full build rebuilds the snapshot's index only, and keeps it when it
+    still reaches the target; a known choice that misses falls back to the whole search."""
+    from app.store import IndexChoice
+    from pipelines import index
+
+    monkeypatch.setattr(index, "MIN_ROWS_FOR_PQ", 1_000_000)  # no IVF_PQ trials here
+    vectors, queries = clustered_data
+    first = choose_index(
+        make_table(tmp_path / "a", vectors), "vector", vectors, queries, k=K,
+        recall_target=0.95, exact_max_rows=0,
+    )  # fmt: skip
+    monkeypatch.setattr(index, "MIN_ROWS_FOR_PQ", 1_000)
+    table = make_table(tmp_path / "b", vectors)
+    again = choose_index(
+        table, "vector", vectors, queries, k=K, recall_target=0.95, exact_max_rows=0, known=first
+    )
+    assert [(t["kind"], t["search"]) for t in again.tried] == [(first.kind, first.search)]
+    assert again.recall_at_k >= 0.95
+    assert [i.index_type for i in table.list_indices()] == ["IvfHnswSq"]
+
+    hopeless = IndexChoice(**{**first.model_dump(), "search": {"ef": K, "nprobes": 1}})
+    monkeypatch.setattr(index, "_measure", lambda *a: (0.5, 1.0, 1.0))  # misses the target
+    table = make_table(tmp_path / "c", vectors)
+    searched = choose_index(
+        table, "vector", vectors, queries, k=K, recall_target=0.95, exact_max_rows=0,
+        known=hopeless,
+    )  # fmt: skip
+    assert len(searched.tried) > 1  # it went on to the whole search
+
+
+def test_at_catalog_scale_skewed_vectors_are_searched_in_memory(tmp_path, monkeypatch):
+    """CF-like vectors (a few long, most short): the in-memory exact search is chosen, no
+    index is built, and the search serving runs from the choice finds the exact answer."""
+    import asyncio
+
+    from app.candidates.ann import VectorIndex, memory_search
+    from pipelines import index
+
+    monkeypatch.setattr(index, "SCALE_ROWS", 1_000)
+    monkeypatch.setattr(index, "MEMORY_FAST_MS", 1_000.0)  # a busy test machine is fast enough
+    rng = np.random.default_rng(5)
+    vectors = (rng.normal(size=(6_000, 16)) * rng.lognormal(-3, 1.5, size=(6_000, 1))).astype(
+        np.float32
+    )
+    queries = rng.normal(size=(12, 16)).astype(np.float32)
+    table = make_table(tmp_path, vectors)
+    choice = choose_index(
+        table, "vector", vectors, queries, k=K, recall_target=0.95, exact_max_rows=0
+    )
+    assert choice.kind == "memory" and choice.search == {"memory": 1}
+    assert choice.recall_at_k == 1.0 and table.list_indices() == []
+    served = VectorIndex(
+        table, "vector", choice.search, K, memory=memory_search(vectors, choice.search)
+    )
+    items, scores = asyncio.run(served.nearest(queries[0], K))
+    truth = exact_top_k(vectors, queries[:1], K)[0]
+    assert set(items.tolist()) == set(truth.tolist())
+    np.testing.assert_allclose(scores, np.sort(vectors[truth] @ queries[0])[::-1], rtol=1e-4)
+
+
+def test_reindex_chooses_the_indexes_of_a_built_version_again(tmp_path, built_catalog):
+    import shutil
+
+    from app.settings import Settings
+    from app.store import CatalogRoot
+    from pipelines.reindex import reindex
+
+    root = tmp_path / "catalog"
+    shutil.copytree(built_catalog, root, symlinks=True)
+    before = CatalogRoot(root).open().manifest
+    chosen = reindex(Settings(db_path=root, ann_probe_queries=20))
+    after = CatalogRoot(root).open().manifest
+    assert set(chosen) == {"cf_vector", "content_vector"}
+    for column, choice in chosen.items():
+        assert after.indexes[column] == choice and choice.recall_at_k >= 0.95
+        assert choice.k == before.indexes[column].k
+    assert after.version == before.version and after.ranker == before.ranker

@@ -39,7 +39,10 @@ class ItemToItem:
         # seen fall back to content neighbours.
         searches = [
             (self.cf if self.items.in_cf[a] else self.content).nearest(
-                (self.items.cf if self.items.in_cf[a] else self.items.content)[a], k, given.gate.sql
+                (self.items.cf if self.items.in_cf[a] else self.items.content)[a],
+                k,
+                given.gate.sql,
+                given.gate.allows,
             )
             for a in anchors
         ]

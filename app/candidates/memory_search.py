@@ -1,0 +1,81 @@
+"""Exact inner-product search in memory, rows scanned by descending norm, stopped by a bound.
+
+CF vectors (ALS, BPR) have very unequal norms: popular items have long vectors and the long tail
+short ones (at 1M generated items the median norm is 0.04, the largest 40). For dot products
+that defeats graph and partition indexes (HNSW reached 0.54 recall@1000 there) but makes exact
+search cheap: with the rows sorted by norm, no row past position p can score more than
+|query| * norm[p], so the scan stops once the k-th best score so far reaches that bound. The
+popular items, asked for thousands of times more often than the tail, sit together at the front
+of one contiguous array: the in-process cache for hot items' vectors.
+
+`max_rows` optionally caps the scan (the build measures the recall of the cap it chooses).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from threadpoolctl import ThreadpoolController
+
+FIRST_CHUNK = 4  # times k rows in the first chunk; each next chunk is twice as large
+MAX_CHUNK = 1 << 17
+
+
+class NormOrderedSearch:
+    """Top-k dot products over `vectors` (n, d), exact up to `max_rows` rows by norm."""
+
+    def __init__(self, vectors: np.ndarray, max_rows: int | None = None) -> None:
+        norms = np.linalg.norm(vectors, axis=1)
+        order = np.argsort(-norms, kind="stable")
+        if max_rows is not None:
+            order = order[:max_rows]
+        self.order = order.astype(np.int64)
+        self.vectors = np.ascontiguousarray(vectors[self.order], dtype=np.float32)
+        self.norms = norms[self.order].astype(np.float32)
+        # A few-thousand-row product is quicker on one BLAS thread than split across busy cores.
+        self._blas = ThreadpoolController()
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def nearest(
+        self,
+        query: np.ndarray,
+        k: int,
+        allows: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """(item_index, scores) of the k best allowed rows, best first, and the rows scanned."""
+        with self._blas.limit(limits=1, user_api="blas"):
+            return self._nearest(query, k, allows)
+
+    def _nearest(
+        self,
+        query: np.ndarray,
+        k: int,
+        allows: Callable[[np.ndarray], np.ndarray] | None,
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        query = np.asarray(query, dtype=np.float32)
+        bound = float(np.linalg.norm(query))
+        n = len(self.order)
+        best_items = np.zeros(0, dtype=np.int64)
+        best_scores = np.zeros(0, dtype=np.float32)
+        start, size = 0, max(1, FIRST_CHUNK * k)
+        while start < n:
+            stop = min(n, start + size)
+            scores = self.vectors[start:stop] @ query
+            items = self.order[start:stop]
+            if allows is not None:
+                ok = allows(items)
+                items, scores = items[ok], scores[ok]
+            best_items = np.concatenate([best_items, items])
+            best_scores = np.concatenate([best_scores, scores])
+            if len(best_scores) > k:
+                keep = np.argpartition(-best_scores, k - 1)[:k]
+                best_items, best_scores = best_items[keep], best_scores[keep]
+            start, size = stop, min(2 * size, MAX_CHUNK)
+            full = len(best_scores) >= k
+            if start < n and full and best_scores.min() >= bound * self.norms[start]:
+                break  # no row from `start` on can beat the k-th best
+        order = np.argsort(-best_scores, kind="stable")
+        return best_items[order], best_scores[order], start

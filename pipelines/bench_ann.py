@@ -1,0 +1,151 @@
+"""ANN recall@k and query speed against exact brute-force search, per vector column.
+
+The queries are what serving asks with: a seeded sample of users' CF vectors (for `cf_vector`)
+and content profiles (for `content_vector`). The exact answer is a numpy scan of the items
+table's column, streamed in batches so a 10M-item column is never held at once. The ANN answer
+is the served search itself (`VectorIndex.nearest`: LanceDB's async API with the manifest's
+search parameters), so the recall measured here is the recall requests get.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+
+from app.candidates.ann import VectorIndex, memory_search
+from app.store import ITEMS, USERS, CatalogRoot
+
+COLUMNS = ("cf_vector", "content_vector")
+SCAN_BATCH = 100_000
+EXACT_TIMED = 20  # single-query exact scans timed (each reads the whole column from memory)
+
+
+def _matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    width = array.type.list_size
+    flat = array.values.to_numpy(zero_copy_only=False)
+    return np.ascontiguousarray(flat.reshape(-1, width), dtype=np.float32)
+
+
+def _scan(table: Any, columns: list[str]) -> Any:
+    """The table's rows, only `columns`, SCAN_BATCH at a time."""
+    return table.search().select(columns).limit(None).to_batches(SCAN_BATCH)
+
+
+def _read_matrix(table: Any, column: str) -> np.ndarray:
+    parts = [_matrix(batch.column(column)) for batch in _scan(table, [column])]
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+def _in_item_order(table: Any, column: str) -> np.ndarray:
+    ids, parts = [], []
+    for batch in _scan(table, ["item_index", column]):
+        ids.append(batch.column("item_index").to_numpy())
+        parts.append(_matrix(batch.column(column)))
+    return np.concatenate(parts)[np.argsort(np.concatenate(ids), kind="stable")]
+
+
+def exact_top_k(table: Any, column: str, queries: np.ndarray, k: int) -> np.ndarray:
+    """item_index of the k largest dot products per query, best first (a streamed numpy scan)."""
+    best_ids = np.full((len(queries), 0), -1, dtype=np.int64)
+    best_scores = np.zeros((len(queries), 0), dtype=np.float32)
+    for batch in _scan(table, ["item_index", column]):
+        ids = batch.column("item_index").to_numpy().astype(np.int64)
+        scores = queries @ _matrix(batch.column(column)).T
+        ids_all = np.concatenate([best_ids, np.broadcast_to(ids, scores.shape)], axis=1)
+        scores_all = np.concatenate([best_scores, scores], axis=1)
+        keep = min(k, scores_all.shape[1])
+        top = np.argpartition(-scores_all, keep - 1, axis=1)[:, :keep]
+        best_ids = np.take_along_axis(ids_all, top, axis=1)
+        best_scores = np.take_along_axis(scores_all, top, axis=1)
+    order = np.argsort(-best_scores, axis=1, kind="stable")
+    return np.take_along_axis(best_ids, order, axis=1)
+
+
+def exact_query_ms(table: Any, column: str, queries: np.ndarray, k: int) -> dict[str, float]:
+    """Per-query time of exact search with the column already in memory (numpy matvec +
+    argpartition): what brute force would cost a request, without the read."""
+    vectors = _read_matrix(table, column)
+    times = []
+    for query in queries[:EXACT_TIMED]:
+        started = time.perf_counter()
+        scores = vectors @ query
+        top = np.argpartition(-scores, min(k, len(scores)) - 1)[:k]
+        top[np.argsort(-scores[top])]
+        times.append((time.perf_counter() - started) * 1000)
+    del vectors
+    return _percentiles(times)
+
+
+def _percentiles(times: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(float(np.percentile(times, 50)), 2),
+        "p99_ms": round(float(np.percentile(times, 99)), 2),
+    }
+
+
+def sample_queries(users: Any, column: str, count: int, seed: int) -> np.ndarray:
+    """`count` non-zero user vectors of `column`, seeded."""
+    vectors = _read_matrix(users, column)
+    pool = np.flatnonzero(np.abs(vectors).sum(axis=1) > 0)
+    rng = np.random.default_rng(seed)
+    picked = rng.choice(pool, size=min(count, len(pool)), replace=False)
+    return vectors[np.sort(picked)]
+
+
+async def _ann(
+    index: VectorIndex, queries: np.ndarray, k: int
+) -> tuple[list[np.ndarray], list[float]]:
+    found, times = [], []
+    for query in queries[:3]:  # warm the index's caches
+        await index.nearest(query, k)
+    for query in queries:
+        started = time.perf_counter()
+        items, _ = await index.nearest(query, k)
+        times.append((time.perf_counter() - started) * 1000)
+        found.append(items)
+    return found, times
+
+
+async def _measure(db: Any, queries: int, k: int, seed: int) -> dict[str, Any]:
+    version = CatalogRoot(db).open()
+    manifest = version.manifest
+    sync_items, sync_users = version.table(ITEMS), version.table(USERS)
+    adb = await lancedb.connect_async(str(version.path.resolve()))
+    table = await adb.open_table(ITEMS)
+    report: dict[str, Any] = {"version": manifest.version, "items": manifest.counts["items"]}
+    columns: dict[str, Any] = {}
+    for column in COLUMNS:
+        choice = manifest.indexes[column]
+        memory = None
+        if choice.search.get("memory"):  # served from memory: the same structure serving builds
+            memory = memory_search(_in_item_order(sync_items, column), choice.search)
+        index = VectorIndex(table, column, choice.search, choice.k, memory=memory)
+        asked = sample_queries(sync_users, column, queries, seed)
+        truth = exact_top_k(sync_items, column, asked, k)
+        found, times = await _ann(index, asked, k)
+        recalls = [
+            len(np.intersect1d(f, t)) / max(1, len(t)) for f, t in zip(found, truth, strict=True)
+        ]
+        columns[column] = {
+            "index": choice.kind,
+            "search": choice.search,
+            "queries": len(asked),
+            "k": k,
+            f"recall@{k}": round(float(np.mean(recalls)), 4),
+            f"recall@{k}_min": round(float(np.min(recalls)), 4),
+            "ann": _percentiles(times),
+            "exact_numpy": exact_query_ms(sync_items, column, asked, k),
+        }
+    report["columns"] = columns
+    return report
+
+
+def ann_recall(db: Any, queries: int = 200, k: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Recall@k of each vector column's served search against exact search, and both speeds."""
+    return asyncio.run(_measure(db, queries, k, seed))

@@ -1,0 +1,128 @@
+"""The scale benchmark's outputs: bench.json, bench.md and latency-vs-load.png."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pipelines.bench import markdown as latency_markdown
+
+PNG = "latency-vs-load.png"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    catalog = report["catalog"]
+    counts = catalog["counts"]
+    machine = report["machine"]
+    lines = [
+        f"Catalog: {counts['items']:,} items, {counts['users']:,} users, "
+        f"{counts['events']:,} events (seed {catalog['seed']}); {machine['cpus']} CPUs, load "
+        f"average {machine['load_average_at_start']} at the start ({machine['started']}).",
+        "",
+        "**Generate and build** (child processes; peak RSS from the kernel):",
+        "",
+        "| job | seconds | peak RSS MiB |",
+        "|---|---:|---:|",
+    ]
+    for job in ("generate", "build"):
+        if job in catalog:
+            lines.append(f"| {job} | {catalog[job]['seconds']} | {catalog[job]['peak_rss_mib']} |")
+        else:
+            lines.append(f"| {job} | (reused) | |")
+    lines += ["", "Build steps:", "", "| step | seconds | rows |", "|---|---:|---:|"]
+    for step in catalog["build_steps"]:
+        lines.append(f"| {step['name']} | {step['seconds']} | {step['rows']:,} |")
+    lines += ["", "**(a) Served latency, in-process, sequential**", ""]
+    lines.append(latency_markdown(report["latency"]))
+    lines += ["", latency_markdown(report["latency_explain"]), ""]
+    off, on = report["latency"]["total"], report["latency_explain"]["total"]
+    lines.append(
+        f"Explain adds {on['p50_ms'] - off['p50_ms']:.2f} ms at p50. Peak RSS of the benchmark "
+        f"process serving in-process: {report['serving_peak_rss_mib']:,} MiB."
+    )
+    lines += ["", "**(b) ANN against exact search** (user vectors as queries)", ""]
+    lines += [
+        "| column | index | search | queries | recall@k | min | ANN p50 ms | ANN p99 ms "
+        "| exact numpy p50 ms | exact p99 ms |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for column, row in report["ann"]["columns"].items():
+        k = row["k"]
+        lines.append(
+            f"| {column} | {row['index']} | {_params(row['search'])} | {row['queries']} | "
+            f"{row[f'recall@{k}']} | {row[f'recall@{k}_min']} | {row['ann']['p50_ms']} | "
+            f"{row['ann']['p99_ms']} | {row['exact_numpy']['p50_ms']} | "
+            f"{row['exact_numpy']['p99_ms']} |"
+        )
+    lines += ["", "**(c) HTTP load** (wrk, POST recommendations count 30, a user per request)", ""]
+    http = report["http"]
+    if not http.get("available"):
+        lines.append(f"Not measured: {http.get('reason')}")
+    else:
+        lines += [
+            "| connections | req/s | p50 ms | p90 ms | p99 ms | requests | non-2xx "
+            "| socket errors |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for row in http["rows"]:
+            lines.append(
+                f"| {row['connections']} | {row['requests_per_s']:.1f} | {row.get('p50_ms')} | "
+                f"{row.get('p90_ms')} | {row.get('p99_ms')} | {row['requests']:,} | "
+                f"{row['non_2xx']} | {row['socket_errors']} |"
+            )
+        lines += [
+            "",
+            f"Knee: {http['knee_connections']} connections (the fewest reaching 90% of the best "
+            f"throughput); {http['seconds']:g} s per level. Server peak RSS: "
+            f"{http.get('server_peak_rss_mib', 'n/a')} MiB.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _params(search: dict[str, int]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in search.items()) or "-"
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """p50 and p99 against connections, and throughput on a second axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    http = report["http"]
+    counts = report["catalog"]["counts"]
+    ax.set_title(f"Shortlist over HTTP: {counts['items']:,} items, {counts['users']:,} users")
+    rows = http.get("rows", []) if http.get("available") else []
+    if rows:
+        x = [r["connections"] for r in rows]
+        ax.plot(x, [r.get("p50_ms") for r in rows], "o-", label="p50 latency")
+        ax.plot(x, [r.get("p99_ms") for r in rows], "s-", label="p99 latency")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(x, [str(c) for c in x])
+        ax.set_xlabel("concurrent connections (wrk)")
+        ax.set_ylabel("latency ms")
+        rate = ax.twinx()
+        rate.plot(x, [r["requests_per_s"] for r in rows], "^--", color="grey", label="req/s")
+        rate.set_ylabel("requests per second")
+        rate.set_ylim(bottom=0)
+        knee = http.get("knee_connections")
+        if knee is not None:
+            ax.axvline(knee, color="red", linestyle=":", label=f"knee ({knee})")
+        handles = ax.get_legend_handles_labels()[0] + rate.get_legend_handles_labels()[0]
+        ax.legend(handles=handles, loc="upper left", fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "HTTP load not measured (no wrk)", ha="center", transform=ax.transAxes)
+    ax.set_ylim(bottom=0)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_report(report: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(report, indent=2))
+    (out / "bench.md").write_text(markdown(report))
+    plot(report, out / PNG)

@@ -1,0 +1,115 @@
+"""The scale benchmark end to end at a tiny size: outputs exist and are well-formed.
+
+Speed is what the benchmark reports, never what a test asserts.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipelines.bench_http import knee, lua_script, parse_wrk
+from pipelines.bench_report import PNG
+from pipelines.bench_scale import scale_bench
+
+WRK_OUTPUT = """Running 2s test @ http://127.0.0.1:8000
+  2 threads and 16 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    95.12ms   20.01ms 310.00ms   80.00%
+  Latency Distribution
+     50%   90.50ms
+     75%  101.00ms
+     90%  120.25ms
+     99%    1.20s
+  300 requests in 2.00s, 1.20MB read
+  Socket errors: connect 0, read 1, write 0, timeout 2
+  Non-2xx or 3xx responses: 4
+Requests/sec:    150.25
+Transfer/sec:    600.00KB
+"""
+
+
+def test_parse_wrk_reads_rate_percentiles_and_errors() -> None:
+    row = parse_wrk(WRK_OUTPUT)
+    assert row["requests_per_s"] == 150.25
+    assert row["p50_ms"] == 90.5 and row["p90_ms"] == 120.25 and row["p99_ms"] == 1200.0
+    assert row["requests"] == 300 and row["non_2xx"] == 4 and row["socket_errors"] == 3
+
+
+def test_knee_is_the_fewest_connections_near_the_best_throughput() -> None:
+    rows = [
+        {"connections": 1, "requests_per_s": 40.0},
+        {"connections": 4, "requests_per_s": 95.0},
+        {"connections": 8, "requests_per_s": 100.0},
+        {"connections": 16, "requests_per_s": 98.0},
+    ]
+    assert knee(rows) == 4
+    assert knee([]) is None
+
+
+def test_lua_script_sends_each_user_as_a_graphql_variable() -> None:
+    script = lua_script(["u1", 'we"ird'])
+    assert '"u1", "we\\"ird"' in script
+    assert "recommendations(userId: $u" in script and 'wrk.method = "POST"' in script
+
+
+@pytest.fixture
+def quick_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small ranker, so the child build of a tiny catalog takes seconds."""
+    monkeypatch.setenv("SHORTLIST_RANKER_MAX_USERS", "100")
+    monkeypatch.setenv("SHORTLIST_RANKER_ITERATIONS", "30")
+    monkeypatch.setenv("SHORTLIST_RANKER_NEGATIVES", "50")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def test_scale_bench_at_a_tiny_size_writes_json_markdown_and_png(
+    tmp_path: Path, quick_build: None
+) -> None:
+    out = tmp_path / "report"
+    report = scale_bench(
+        tmp_path / "work",
+        out,
+        items=1500,
+        users=200,
+        requests=20,
+        ann_queries=15,
+        http_seconds=1,
+        concurrency=(1, 2),
+        seed=3,
+    )
+    written = json.loads((out / "bench.json").read_text())
+    assert written["catalog"]["counts"]["items"] == 1500
+    catalog = written["catalog"]
+    assert catalog["generate"]["peak_rss_mib"] > 0 and catalog["build"]["seconds"] > 0
+    steps = {s["name"] for s in catalog["build_steps"]}
+    assert {"ingest", "cf", "write", "index", "total"} <= steps
+    for run in (written["latency"], written["latency_explain"]):
+        assert run["requests"] == 20
+        assert {"candidates", "ranking", "reranking"} <= set(run["stages"])
+        assert 0 <= run["total"]["p50_ms"] <= run["total"]["p99_ms"]
+    assert written["latency_explain"]["explain"] is True
+    assert set(written["ann"]["columns"]) == {"cf_vector", "content_vector"}
+    for column in written["ann"]["columns"].values():
+        assert 0.0 <= column["recall@1000"] <= 1.0
+        assert 0.0 <= column["recall@1000_min"] <= column["recall@1000"]
+        assert column["ann"]["p50_ms"] > 0 and column["exact_numpy"]["p50_ms"] >= 0
+    http = written["http"]
+    if shutil.which("wrk") is None:
+        assert http["available"] is False and "wrk" in http["reason"]
+    else:
+        assert [r["connections"] for r in http["rows"]] == [1, 2]
+        assert all(r["requests"] > 0 and r["non_2xx"] == 0 for r in http["rows"])
+        assert http["knee_connections"] in (1, 2)
+    assert (out / PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    markdown = (out / "bench.md").read_text()
+    assert "| cf_vector |" in markdown and "Build steps" in markdown
+    assert report["catalog"] == written["catalog"]
+    # A second run reuses the generated source and the built catalog.
+    again = scale_bench(
+        tmp_path / "work", out, items=1500, users=200, requests=5, ann_queries=5,
+        http_seconds=1, concurrency=(), seed=3,
+    )  # fmt: skip
+    assert "generate" not in again["catalog"] and "build" not in again["catalog"]
+    assert again["http"]["available"] is False
+    assert "Not measured" in (out / "bench.md").read_text()
