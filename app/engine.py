@@ -49,16 +49,6 @@ Found = tuple[np.ndarray, np.ndarray]  # item_index and scores of an ANN search
 log = logging.getLogger("shortlist.engine")
 
 
-def _one_blas_thread() -> None:
-    """Requests multiply small matrices (a few thousand rows): on a busy 2-core machine a
-    multi-threaded BLAS waits for its second core longer than the product takes (profiled at
-    1M items: 12 ms against 2.8 ms for exploration's 3,000-row product). Row-wise products
-    give the same numbers either way; LanceDB and CatBoost keep their own threads."""
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=1, user_api="blas")
-
-
 @dataclass
 class Loaded:
     """A catalog version, the items upserted on top of it, and the pipeline assembled on it."""
@@ -85,8 +75,9 @@ class Engine:
         # a pinned version this replica failed to load, and when: retried after RETRY_FOLLOW_S
         self._unloadable: tuple[str, float] | None = None
         # Serving's matrix products are small (1,000 candidates by a few vectors) and requests run
-        # side by side: spare OpenBLAS threads only spin against them (on a busy 2-core machine a
-        # 1,000 x 384 by 384 x 5 product had a p99 of 24 ms with two BLAS threads, 4 ms with one).
+        # side by side: spare OpenBLAS threads only wait for a busy core (on a busy 2-core machine
+        # a 1,000 x 384 by 384 x 5 product had a p99 of 24 ms with two BLAS threads, 4 ms with
+        # one; at 1M items exploration's 3,000-row product took 12 ms against 2.8 ms).
         self._blas = threadpool_limits(settings.serving_blas_threads, "blas")
         self._swap = asyncio.Lock()  # one catalog change (upsert, re-index, reload) at a time
         self._background: set[asyncio.Task[Any]] = set()
@@ -106,7 +97,6 @@ class Engine:
                 await opened.close()
             raise
         heap.settle()
-        _one_blas_thread()
         return engine
 
     @classmethod
