@@ -31,7 +31,7 @@ from app.store import (
 )
 from pipelines import ease
 from pipelines.cf import endorsement_matrix, train_cf
-from pipelines.index import choose_index
+from pipelines.index import choose_index, probe_queries
 from pipelines.ingest import load_source
 from pipelines.ingest.raw import RawCatalog
 from pipelines.live_data import with_live_data
@@ -376,7 +376,7 @@ def _build_version(
             ("cf_vector", cf.item_factors, cf.user_factors),
             ("content_vector", vectors, ustats.content_profile),
         ):
-            queries = _probe_queries(user_vectors, item_vectors, settings.ann_probe_queries, rng)
+            queries = probe_queries(user_vectors, item_vectors, settings.ann_probe_queries, rng)
             indexes[column] = choose_index(
                 items_table,
                 column,
@@ -433,15 +433,3 @@ def rating_max(events: pd.DataFrame) -> float:
     ratings = events.loc[events["event"] == "rating", "value"]
     top = float(ratings.max()) if ratings.notna().any() else 5.0
     return 5.0 if top <= 5.0 else 10.0 if top <= 10.0 else 100.0
-
-
-def _probe_queries(
-    user_vectors: np.ndarray, item_vectors: np.ndarray, count: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Real queries for measuring an index: user vectors, or item vectors when users are few."""
-    pool = user_vectors[np.abs(user_vectors).sum(axis=1) > 0]
-    if len(pool) < count:
-        items = item_vectors[np.abs(item_vectors).sum(axis=1) > 0]
-        pool = np.vstack([pool, items]) if len(items) else pool
-    picked = rng.choice(len(pool), size=min(count, len(pool)), replace=False)
-    return np.ascontiguousarray(pool[picked], dtype=np.float32)

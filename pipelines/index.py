@@ -266,3 +266,15 @@ def create_scalar_indexes(table: Any, btree: list[str], label_lists: list[str]) 
         table.create_index(column, config=BTree())
     for column in label_lists:
         table.create_index(column, config=LabelList())
+
+
+def probe_queries(
+    user_vectors: np.ndarray, item_vectors: np.ndarray, count: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Real queries for measuring an index: user vectors, or item vectors when users are few."""
+    pool = user_vectors[np.abs(user_vectors).sum(axis=1) > 0]
+    if len(pool) < count:
+        items = item_vectors[np.abs(item_vectors).sum(axis=1) > 0]
+        pool = np.vstack([pool, items]) if len(items) else pool
+    picked = rng.choice(len(pool), size=min(count, len(pool)), replace=False)
+    return np.ascontiguousarray(pool[picked], dtype=np.float32)

@@ -14,7 +14,7 @@ import numpy as np
 from app.settings import Settings
 from app.store import ITEMS, USERS, CatalogRoot, IndexChoice, write_manifest
 from pipelines.bench_ann import _matrix
-from pipelines.index import choose_index
+from pipelines.index import choose_index, probe_queries
 from pipelines.steps import Reporter
 
 COLUMNS = ("cf_vector", "content_vector")
@@ -41,10 +41,8 @@ def reindex(settings: Settings, reporter: Reporter | None = None) -> dict[str, I
     for column in COLUMNS:
         with reporter.step(f"index {column}") as step:
             vectors = column_in_order(items, column)
-            pool = column_in_order(users, column)
-            pool = pool[np.abs(pool).sum(axis=1) > 0]
-            count = min(settings.ann_probe_queries, len(pool))
-            queries = np.ascontiguousarray(pool[rng.choice(len(pool), count, replace=False)])
+            user_vectors = column_in_order(users, column)
+            queries = probe_queries(user_vectors, vectors, settings.ann_probe_queries, rng)
             choice = choose_index(
                 items,
                 column,
