@@ -15,6 +15,8 @@ import numpy as np
 from app.candidates.ann import VectorIndex, memory_search
 from app.candidates.fusion import Fusion, ReciprocalRank
 from app.candidates.fusion import from_manifest as fusion_from_manifest
+from app.candidates.partitioned_search import KIND as PARTITIONED
+from app.candidates.partitioned_search import Partitions
 from app.deadlines import Fault
 from app.errors import CatalogError
 from app.item_relations import DenseRelations, ItemRelations, NeighbourRelations
@@ -63,10 +65,13 @@ class Runtime:
         missing = {"cf_vector", "content_vector"} - set(indexes)
         if missing:
             raise CatalogError(f"manifest of {catalog.path} lacks index choices for {missing}")
+        cf_parts, content_parts = await asyncio.to_thread(
+            lambda: (_partitions(catalog, "cf_vector"), _partitions(catalog, "content_vector"))
+        )
         cf_memory, content_memory = await asyncio.to_thread(
             lambda: (
-                memory_search(items.cf, indexes["cf_vector"].search),
-                memory_search(items.content, indexes["content_vector"].search),
+                memory_search(items.cf, indexes["cf_vector"].search, cf_parts),
+                memory_search(items.content, indexes["content_vector"].search, content_parts),
             )
         )
         return cls(
@@ -82,6 +87,7 @@ class Runtime:
                 indexes["cf_vector"].k,
                 dict(faults or {}),
                 cf_memory,
+                cf_parts,
             ),
             content_index=VectorIndex(
                 table,
@@ -90,6 +96,7 @@ class Runtime:
                 indexes["content_vector"].k,
                 dict(faults or {}),
                 content_memory,
+                content_parts,
             ),
             ranker_model=ranker_model,
             relations=relations,
@@ -106,8 +113,10 @@ class Runtime:
         table = await open_items_table(self.path)
         cf_memory, content_memory = await asyncio.to_thread(
             lambda: (
-                memory_search(items.cf, self.cf_index.search),
-                memory_search(items.content, self.content_index.search),
+                memory_search(items.cf, self.cf_index.search, self.cf_index.partitions),
+                memory_search(
+                    items.content, self.content_index.search, self.content_index.partitions
+                ),
             )
         )
         return dataclasses.replace(
@@ -134,6 +143,19 @@ def _read_models(
     users = UserProfiles.from_table(catalog.table(USERS), items)
     relations = _relations(catalog.path, len(items))
     return items, users, Ranker.load_model(catalog.path), relations
+
+
+def _partitions(catalog: CatalogVersion, column: str) -> Partitions | None:
+    """The partitions of a column the build chose to search partitioned in memory."""
+    if catalog.manifest.indexes[column].kind != PARTITIONED:
+        return None
+    try:
+        return Partitions.load(catalog.path, column)
+    except (OSError, ValueError, KeyError) as exc:
+        raise CatalogError(
+            f"{Partitions.file(catalog.path, column)} is missing or unreadable ({exc}); its "
+            "manifest chose a partitioned search for it: rebuild or `shortlist reindex`"
+        ) from exc
 
 
 def _check_model_files(catalog: CatalogVersion) -> None:

@@ -18,6 +18,8 @@ import numpy as np
 import pyarrow as pa
 
 from app.candidates.ann import VectorIndex, memory_search
+from app.candidates.partitioned_search import KIND as PARTITIONED
+from app.candidates.partitioned_search import Partitions
 from app.store import ITEMS, USERS, CatalogRoot
 
 COLUMNS = ("cf_vector", "content_vector")
@@ -123,8 +125,11 @@ async def _measure(db: Any, queries: int, k: int, seed: int) -> dict[str, Any]:
     for column in COLUMNS:
         choice = manifest.indexes[column]
         memory = None
-        if choice.search.get("memory"):  # served from memory: the same structure serving builds
-            memory = memory_search(_in_item_order(sync_items, column), choice.search)
+        partitions = Partitions.load(version.path, column) if choice.kind == PARTITIONED else None
+        if choice.search.get("memory") or partitions is not None:
+            # served from memory: the same structure serving builds
+            vectors = _in_item_order(sync_items, column)
+            memory = memory_search(vectors, choice.search, partitions)
         index = VectorIndex(table, column, choice.search, choice.k, memory=memory)
         asked = sample_queries(sync_users, column, queries, seed)
         truth = exact_top_k(sync_items, column, asked, k)

@@ -387,6 +387,8 @@ def _build_version(
                 exact_max_rows=settings.ann_exact_max_rows,
                 step=step,
                 known=(known_indexes or {}).get(column),
+                directory=path,
+                seed=settings.seed,
             )
         step.rows = n_items
         step.note = ", ".join(

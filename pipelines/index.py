@@ -4,6 +4,9 @@ For each vector column, exact search (when the table is small enough) and LanceD
 and IVF_PQ (with refine) are tried; for each, search parameters are raised step by step until
 recall@k against exact numpy search reaches the target. The fastest configuration that reaches
 the target is kept, and its search parameters are written into the manifest for serving.
+At catalog scale two searches in the serving process come first: the norm-ordered exact search
+(`app.candidates.memory_search`, for CF vectors) and the partitioned search
+(`app.candidates.partitioned_search`, for unit-norm content vectors).
 """
 
 from __future__ import annotations
@@ -11,13 +14,17 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 from lancedb.index import BTree, IvfHnswSq, IvfPq, IvfSq, LabelList
 
 from app.candidates.memory_search import NormOrderedSearch
+from app.candidates.partitioned_search import KIND as PARTITIONED
+from app.candidates.partitioned_search import PartitionedSearch, Partitions
 from app.store import IndexChoice
+from pipelines.partitions import fit_partitions
 from pipelines.steps import Step
 
 METRIC: Final = "dot"
@@ -114,6 +121,8 @@ def choose_index(
     exact_max_rows: int,
     step: Step | None = None,
     known: IndexChoice | None = None,
+    directory: Path | None = None,
+    seed: int = 0,
 ) -> IndexChoice:
     """Try exact search and ANN indexes on `column`; keep the fastest that reaches the target.
 
@@ -121,11 +130,14 @@ def choose_index(
     `known`: the choice made on the same catalog's snapshot (the ranker's earlier events). At
     catalog scale (MIN_ROWS_FOR_PQ rows) only that index is built and measured, and kept if it
     still reaches the target: building every candidate index twice costs most of a large build.
+    `directory`: the version's directory, where an in-memory partitioned search keeps its
+    partitions (without one, that search is not tried).
     """
     n, dim = vectors.shape
     k = min(k, n)
     truth = exact_top_k(vectors, queries, k)
     trials: list[Trial] = []
+    fitted: Partitions | None = None  # the partitions of the partitioned search, once tried
 
     def tick() -> None:
         if step is not None:
@@ -135,6 +147,13 @@ def choose_index(
         trial = _memory_trial(vectors, queries, truth, k)
         tick()
         if trial.recall >= recall_target:
+            return _choice(column, k, trial, [trial])
+    elif known is not None and n >= MIN_ROWS_FOR_PQ and known.kind == PARTITIONED and directory:
+        fitted = fit_partitions(vectors, np.random.default_rng(seed))
+        trial = _partitioned_trial(vectors, fitted, queries, truth, k, known.search)
+        tick()
+        if trial.recall >= recall_target:
+            fitted.save(directory, column)
             return _choice(column, k, trial, [trial])
     elif known is not None and n >= MIN_ROWS_FOR_PQ and known.kind in _CONFIGS:
         config = _CONFIGS[known.kind](distance_type=METRIC, **known.params)
@@ -153,6 +172,17 @@ def choose_index(
             memory = _memory_trial(vectors, queries, truth, k)  # the full measurement
             return _choice(column, k, memory, [memory])
         trials.append(memory)
+        if directory is not None:
+            # Unit-norm vectors (content): partitions probed in memory, quicker than LanceDB's
+            # IVF at the same recall (at 1M, recall@1000 0.96 in 2 ms against 25 ms).
+            fitted = fit_partitions(vectors, np.random.default_rng(seed))
+            for search_params in _partitioned_grid(len(fitted.centroids)):
+                trial = _partitioned_trial(vectors, fitted, queries, truth, k, search_params)
+                trials.append(trial)
+                tick()
+                if trial.recall >= recall_target:
+                    fitted.save(directory, column)
+                    return _choice(column, k, trial, trials)
 
     if n <= exact_max_rows or n < MIN_ROWS_FOR_INDEX:
         recall, p50, p99 = _measure(table, column, queries, truth, k, {"exact": 1})
@@ -215,9 +245,11 @@ def choose_index(
     good = [t for t in trials if t.recall >= recall_target]
     best = min(good, key=lambda t: t.p50_ms) if good else max(trials, key=lambda t: t.recall)
     built = trials[-1].kind
-    if best.kind in ("exact", MEMORY) and built not in ("exact", MEMORY):
+    if best.kind == PARTITIONED and fitted is not None and directory is not None:
+        fitted.save(directory, column)
+    if best.kind in NO_LANCE_INDEX and built not in NO_LANCE_INDEX:
         table.drop_index(f"{column}_idx")
-    elif best.kind != built:
+    elif best.kind not in NO_LANCE_INDEX and best.kind != built:
         config = _CONFIGS[best.kind]
         table.create_index(column, config=config(distance_type=METRIC, **best.params))
     return _choice(column, k, best, trials)
@@ -225,21 +257,59 @@ def choose_index(
 
 _CONFIGS: dict[str, Any] = {"IVF_HNSW_SQ": IvfHnswSq, "IVF_PQ": IvfPq, "IVF_SQ": IvfSq}
 MEMORY = "memory"  # app.candidates.memory_search: exact, in the serving process
+NO_LANCE_INDEX = ("exact", MEMORY, PARTITIONED)  # choices served without a LanceDB vector index
+
+
+def _partitioned_grid(partitions: int) -> list[dict[str, int]]:
+    """Probes from 1/64 of the partitions up to 1/8, refining 2k rows; then 4k at 1/8."""
+    grid = [{"nprobes": max(1, partitions // share), "refine": 2} for share in (64, 32, 16, 8)]
+    return [*grid, {"nprobes": max(1, partitions // 8), "refine": 4}]
+
+
+def _partitioned_trial(
+    vectors: np.ndarray,
+    partitions: Partitions,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    k: int,
+    search_params: dict[str, int],
+) -> Trial:
+    """The partitioned search, as serving runs it, with these nprobes and refine."""
+    search = PartitionedSearch(
+        vectors, partitions, search_params["nprobes"], search_params["refine"]
+    )
+    params = {
+        "partitions": len(partitions.centroids),
+        "projected_dim": int(partitions.projection.shape[1]),
+    }
+    return _timed(PARTITIONED, params, dict(search_params), search.nearest, queries, truth, k)
 
 
 def _memory_trial(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, k: int) -> Trial:
     """The norm-ordered exact search, as serving runs it on the same vectors."""
     search = NormOrderedSearch(vectors)
+    return _timed(MEMORY, {}, {"memory": 1}, search.nearest, queries, truth, k)
+
+
+def _timed(
+    kind: str,
+    params: dict[str, Any],
+    search_params: dict[str, int],
+    nearest: Any,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    k: int,
+) -> Trial:
     recalls, times = [], []
     for query, expected in zip(queries, truth, strict=True):
         started = time.perf_counter()
-        found, _, _ = search.nearest(query, k)
+        found, _, _ = nearest(query, k)
         times.append((time.perf_counter() - started) * 1000)
         recalls.append(len(np.intersect1d(found, expected)) / len(expected))
     return Trial(
-        MEMORY,
-        {},
-        {"memory": 1},
+        kind,
+        params,
+        search_params,
         float(np.mean(recalls)),
         float(np.percentile(times, 50)),
         float(np.percentile(times, 99)),

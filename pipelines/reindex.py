@@ -52,6 +52,8 @@ def reindex(settings: Settings, reporter: Reporter | None = None) -> dict[str, I
                 recall_target=settings.ann_recall_target,
                 exact_max_rows=settings.ann_exact_max_rows,
                 step=step,
+                directory=version.path,
+                seed=settings.seed,
             )
             step.note = f"{choice.kind} recall@{choice.k}={choice.recall_at_k:.3f} "
             step.note += f"p50={choice.p50_ms:.1f}ms"

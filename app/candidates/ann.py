@@ -10,6 +10,7 @@ import numpy as np
 
 from app.candidates.base import SourceConfig, SourceInput, SourceResult, keep_allowed
 from app.candidates.memory_search import NormOrderedSearch
+from app.candidates.partitioned_search import PartitionedSearch, Partitions
 from app.deadlines import Fault, inject
 from app.domain import UserState
 
@@ -27,7 +28,8 @@ class VectorIndex:
     search: dict[str, int]
     measured_k: int = 1000  # the k the build measured `search` at
     faults: Mapping[str, Fault] = field(default_factory=dict)  # test only: ann:<column>
-    memory: NormOrderedSearch | None = None  # the column in memory, when the build chose so
+    memory: NormOrderedSearch | PartitionedSearch | None = None  # in memory, if the build chose
+    partitions: Partitions | None = None  # what a partitioned search was built from
 
     async def nearest(
         self,
@@ -71,8 +73,13 @@ class VectorIndex:
         return items, scores
 
 
-def memory_search(vectors: np.ndarray, search: dict[str, int]) -> NormOrderedSearch | None:
-    """The in-memory search the manifest's search parameters ask for ({"memory": 1}), if any."""
+def memory_search(
+    vectors: np.ndarray, search: dict[str, int], partitions: Partitions | None = None
+) -> NormOrderedSearch | PartitionedSearch | None:
+    """The in-memory search the manifest asks for: partitioned (given its partitions), exact
+    ({"memory": 1}), or none (LanceDB)."""
+    if partitions is not None:
+        return PartitionedSearch(vectors, partitions, search["nprobes"], search.get("refine", 2))
     if not search.get("memory"):
         return None
     return NormOrderedSearch(vectors, search.get("max_rows"))

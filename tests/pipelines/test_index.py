@@ -232,3 +232,59 @@ def test_reindex_chooses_the_indexes_of_a_built_version_again(tmp_path, built_ca
         assert after.indexes[column] == choice and choice.recall_at_k >= 0.95
         assert choice.k == before.indexes[column].k
     assert after.version == before.version and after.ranker == before.ranker
+
+
+def test_at_catalog_scale_unit_vectors_are_searched_in_partitions(tmp_path, monkeypatch):
+    """Content-like vectors (unit norm, clustered): the exact in-memory search is too slow,
+    so the partitioned search is measured, kept, and its partitions saved where serving
+    reads them; serving's search from that file reaches the measured recall."""
+    import asyncio
+
+    from app.candidates.ann import VectorIndex, memory_search
+    from app.candidates.partitioned_search import Partitions
+    from pipelines import index
+
+    monkeypatch.setattr(index, "SCALE_ROWS", 1_000)
+    monkeypatch.setattr(index, "MEMORY_FAST_MS", 0.0)  # the exact scan never counts as fast
+    rng = np.random.default_rng(6)
+    centers = rng.normal(size=(40, DIM))
+    vectors = clustered(8_000, rng, centers)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = vectors[rng.choice(len(vectors), 12, replace=False)]
+    table = make_table(tmp_path / "t", vectors)
+    version = tmp_path / "version"
+    version.mkdir()
+    choice = choose_index(
+        table, "vector", vectors, queries, k=K, recall_target=0.95, exact_max_rows=0,
+        directory=version,
+    )  # fmt: skip
+    assert choice.kind == "partitioned" and choice.recall_at_k >= 0.95
+    assert choice.tried[0]["kind"] == "memory"
+    assert table.list_indices() == []  # no LanceDB index was needed
+    partitions = Partitions.load(version, "vector")
+    assert len(partitions.partition_of) == len(vectors)
+    served = VectorIndex(
+        table, "vector", choice.search, K, memory=memory_search(vectors, choice.search, partitions)
+    )
+    truth = exact_top_k(vectors, queries, K)
+    hits = [
+        len(np.intersect1d(asyncio.run(served.nearest(q, K))[0], t)) / K
+        for q, t in zip(queries, truth, strict=True)
+    ]
+    assert np.mean(hits) == pytest.approx(choice.recall_at_k, abs=1e-4)
+
+
+def test_without_a_version_directory_the_partitioned_search_is_not_tried(tmp_path, monkeypatch):
+    from pipelines import index
+
+    monkeypatch.setattr(index, "SCALE_ROWS", 1_000)
+    monkeypatch.setattr(index, "MIN_ROWS_FOR_PQ", 1_000_000)
+    monkeypatch.setattr(index, "MEMORY_FAST_MS", 0.0)
+    rng = np.random.default_rng(6)
+    vectors = clustered(6_000, rng, rng.normal(size=(40, DIM)))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    table = make_table(tmp_path, vectors)
+    choice = choose_index(
+        table, "vector", vectors, vectors[:8], k=K, recall_target=0.95, exact_max_rows=0
+    )
+    assert "partitioned" not in {t["kind"] for t in choice.tried}

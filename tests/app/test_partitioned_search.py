@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.candidates.partitioned_search import PartitionedSearch, Partitions
+
+
+def unit(matrix: np.ndarray) -> np.ndarray:
+    return (matrix / np.linalg.norm(matrix, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def three_clusters() -> tuple[np.ndarray, Partitions]:
+    """Items 0-99 point along x, 100-199 along y, 200-299 along z (with a little noise)."""
+    rng = np.random.default_rng(1)
+    axes = np.eye(3, dtype=np.float32)
+    vectors = unit(np.repeat(axes, 100, axis=0) + 0.05 * rng.normal(size=(300, 3)))
+    partitions = Partitions(axes, np.eye(3, dtype=np.float32), np.repeat([0, 1, 2], 100))
+    return vectors, partitions
+
+
+def test_one_probe_searches_only_the_query_s_partition() -> None:
+    vectors, partitions = three_clusters()
+    search = PartitionedSearch(vectors, partitions, nprobes=1, refine=2)
+    query = unit(np.array([0.1, 1.0, 0.0]))
+    items, scores, scanned = search.nearest(query, 10)
+    assert scanned == 100 and set(items.tolist()) <= set(range(100, 200))
+    expected = 100 + np.argsort(-(vectors[100:200] @ query), kind="stable")[:10]
+    assert items.tolist() == expected.tolist()
+    np.testing.assert_allclose(scores, vectors[expected] @ query, rtol=1e-5)
+
+
+def test_items_added_after_the_build_are_put_in_their_nearest_partition() -> None:
+    vectors, partitions = three_clusters()
+    grown = np.vstack([vectors, unit(np.array([[0.0, 0.0, 1.0]]))])  # item 300, along z
+    search = PartitionedSearch(grown, partitions, nprobes=1, refine=2)
+    items, _, _ = search.nearest(unit(np.array([0.0, 0.0, 1.0])), 1)
+    assert items.tolist() == [300]
+
+
+@settings(max_examples=40)
+@given(st.integers(1, 400), st.integers(1, 12), st.integers(1, 50), st.integers(0, 2**32 - 1))
+def test_probing_every_partition_with_a_wide_refine_is_exact_search(
+    n: int, p: int, k: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    vectors = unit(rng.normal(size=(n, 8)))
+    projection = np.linalg.qr(rng.normal(size=(8, 4)))[0].astype(np.float32)
+    partitions = Partitions(unit(rng.normal(size=(p, 8))), projection, np.zeros(0, np.int32))
+    partitions = Partitions(partitions.centroids, projection, partitions.assign(vectors))
+    blocked = set(rng.choice(n, size=n // 3, replace=False).tolist())
+
+    def allows(idx: np.ndarray) -> np.ndarray:
+        return np.array([i not in blocked for i in idx.tolist()], dtype=bool)
+
+    query = unit(rng.normal(size=8))
+    search = PartitionedSearch(vectors, partitions, nprobes=p, refine=n)
+    items, scores, scanned = search.nearest(query, k, allows)
+    allowed = np.array([i for i in range(n) if i not in blocked], dtype=np.int64)
+    assert scanned == n and not set(items.tolist()) & blocked
+    assert len(items) == min(k, len(allowed)) == len(set(items.tolist()))
+    np.testing.assert_allclose(scores, vectors[items] @ query, rtol=1e-5, atol=1e-6)
+    exact = np.sort(vectors[allowed] @ query)[::-1][:k]
+    np.testing.assert_allclose(scores, exact, rtol=1e-4, atol=1e-5)  # ties may swap items
+
+
+def test_partitions_round_trip_and_a_damaged_file_is_named(tmp_path) -> None:
+    _, partitions = three_clusters()
+    partitions.save(tmp_path, "content_vector")
+    loaded = Partitions.load(tmp_path, "content_vector")
+    np.testing.assert_array_equal(loaded.partition_of, partitions.partition_of)
+    np.testing.assert_array_equal(loaded.centroids, partitions.centroids)
+    bad = Partitions(partitions.centroids, partitions.projection, np.array([0, 7], np.int32))
+    bad.save(tmp_path, "cf_vector")
+    with pytest.raises(ValueError, match=r"partition numbers outside 0\.\.2"):
+        Partitions.load(tmp_path, "cf_vector")
