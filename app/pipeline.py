@@ -127,7 +127,9 @@ class Pipeline:
             config,
             runtime,
             CandidateStage(c, sources, items, faults, runtime.fusion),  # type: ignore[arg-type]
-            Ranker(config.ranking, items, runtime.ranker_model, runtime.relations),
+            Ranker(
+                config.ranking, items, runtime.ranker_model, runtime.relations, runtime.explainer
+            ),
             Reranker(config.reranking, items),
             faults,
         )

@@ -1,8 +1,8 @@
 """Stage 2, ranking: a CatBoost learning-to-rank model over features.assemble, keeping the best.
 
 Without a model file (or when the stage fails) the order falls back to stage 1's fused order.
-Feature contributions (CatBoost's approximate SHAP values) are computed only for items shown
-with an explanation.
+Feature contributions (CatBoost's approximate SHAP values, computed in numpy by
+`app.contributions`) are computed only for items shown with an explanation.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from app.contributions import TreeContributions
 from app.domain import Candidates, Ranked, RecommendationRequest, UserState
 from app.errors import CatalogError
 from app.features import FEATURE_NAMES, assemble
@@ -36,11 +37,15 @@ class Ranker:
         items: ItemCatalog,
         model: Any | None,
         relations: dict[str, ItemRelations] | None = None,
+        explainer: TreeContributions | None = None,
     ) -> None:
         self.config = config
         self.items = items
         self.model = model
         self.relations = relations or {}
+        if explainer is None and model is not None:
+            explainer = TreeContributions.of(model, len(FEATURE_NAMES))
+        self.explainer = explainer
 
     @staticmethod
     def load_model(version_path: Path) -> Any | None:
@@ -103,17 +108,9 @@ class Ranker:
 
     def contributions(self, features: np.ndarray) -> list[dict[str, float]]:
         """The largest approximate SHAP values per row, by feature name."""
-        if self.model is None or not len(features):
+        if self.model is None or self.explainer is None or not len(features):
             return [{} for _ in range(len(features))]
-        from catboost import Pool
-
-        shap = self.model.get_feature_importance(
-            Pool(features, feature_names=list(FEATURE_NAMES)),
-            type="ShapValues",
-            shap_calc_type="Approximate",
-            thread_count=self.config.thread_count,
-        )
-        values = np.asarray(shap)[:, :-1]  # last column is the expected value
+        values = self.explainer(np.asarray(features, dtype=np.float64))
         out = []
         for row in values:
             top = np.argsort(-np.abs(row))[: self.config.contributions_top]

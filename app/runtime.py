@@ -17,8 +17,10 @@ from app.candidates.fusion import Fusion, ReciprocalRank
 from app.candidates.fusion import from_manifest as fusion_from_manifest
 from app.candidates.partitioned_search import KIND as PARTITIONED
 from app.candidates.partitioned_search import Partitions
+from app.contributions import TreeContributions
 from app.deadlines import Fault
 from app.errors import CatalogError
+from app.features import FEATURE_NAMES
 from app.item_relations import DenseRelations, ItemRelations, NeighbourRelations
 from app.items import ItemCatalog
 from app.ranking import MODEL_FILE, Ranker
@@ -38,6 +40,7 @@ class Runtime:
     ranker_model: Any | None
     relations: dict[str, ItemRelations] = field(default_factory=dict)  # by name (RELATIONS)
     fusion: Fusion = field(default_factory=ReciprocalRank)
+    explainer: TreeContributions | None = None  # the ranker's feature contributions
 
     @classmethod
     async def open(
@@ -57,6 +60,11 @@ class Runtime:
     ) -> Runtime:
         try:
             items, users, ranker_model, relations = await asyncio.to_thread(_read_models, catalog)
+            explainer = (
+                None
+                if ranker_model is None
+                else await asyncio.to_thread(TreeContributions.of, ranker_model, len(FEATURE_NAMES))
+            )
             table = await open_items_table(catalog.path)
         except (OSError, RuntimeError, ValueError) as exc:  # damaged tables: LanceDB, Arrow
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -101,6 +109,7 @@ class Runtime:
             ranker_model=ranker_model,
             relations=relations,
             fusion=_fusion(catalog),
+            explainer=explainer,
         )
 
     async def with_items(self, items: ItemCatalog) -> Runtime:
