@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from app.candidates.base import CandidateSource, ItemGate, SourceInput, SourceResult
-from app.candidates.fusion import Fusion, ReciprocalRank
+from app.candidates.fusion import Fusion, HitColumns, ReciprocalRank
 from app.candidates.sources.cf_ann import CfAnnConfig
 from app.candidates.sources.content_ann import ContentAnnConfig
 from app.candidates.sources.ease import EaseConfig
@@ -98,25 +98,41 @@ class CandidateStage:
 def merge(
     results: list[tuple[str, SourceResult]], limit: int, fusion: Fusion | None = None
 ) -> Candidates:
-    """Union of the sources' items; each keeps all its hits; the best `limit` by the fusion."""
-    hits: dict[int, list[SourceHit]] = {}
-    for name, result in results:
-        anchors = result.anchors
-        for rank, (item, score) in enumerate(
-            zip(result.items.tolist(), result.scores.tolist(), strict=True), 1
-        ):
-            anchor = (
-                int(anchors[rank - 1]) if anchors is not None and anchors[rank - 1] >= 0 else None
-            )
-            hits.setdefault(item, []).append(SourceHit(name, rank, float(score), anchor))
-    if not hits:
+    """Union of the sources' items; each keeps all its hits; the best `limit` by the fusion.
+
+    Ties keep the order in which items were first found. The union is scored in columns; hit
+    objects are made for the kept candidates only.
+    """
+    results = [(name, result) for name, result in results if len(result)]
+    if not results:
         return Candidates.empty()
-    union = Candidates(np.fromiter(hits, dtype=np.int64, count=len(hits)), list(hits.values()))
-    return keep_best(union, limit, fusion or ReciprocalRank())
-
-
-def keep_best(candidates: Candidates, limit: int, fusion: Fusion) -> Candidates:
-    """The `limit` candidates the fusion scores highest, best first (ties: first found)."""
-    fused = np.array([fusion.score(h) for h in candidates.hits], dtype=np.float64)
-    order = np.argsort(-fused, kind="stable")[:limit]
-    return Candidates(candidates.items[order], [candidates.hits[i] for i in order])
+    names = [name for name, _ in results]
+    found = np.concatenate([np.asarray(r.items, dtype=np.int64) for _, r in results])
+    source_of = np.concatenate([np.full(len(r), i) for i, (_, r) in enumerate(results)])
+    rank = np.concatenate([np.arange(1, len(r) + 1) for _, r in results])
+    unique, first, inverse = np.unique(found, return_index=True, return_inverse=True)
+    appearance = np.argsort(first, kind="stable")  # union positions, first found first
+    position = np.empty(len(unique), dtype=np.int64)
+    position[appearance] = np.arange(len(unique))
+    item_of = position[inverse.ravel()]
+    fused = (fusion or ReciprocalRank()).scores(HitColumns(names, source_of, rank, item_of))
+    kept = np.argsort(-fused, kind="stable")[:limit]
+    scores = np.concatenate([np.asarray(r.scores, dtype=np.float64) for _, r in results])
+    anchors = np.concatenate(
+        [np.full(len(r), -1) if r.anchors is None else np.asarray(r.anchors) for _, r in results]
+    )
+    by_item = np.argsort(item_of, kind="stable")  # hits grouped by item, in hit order
+    starts = np.searchsorted(item_of[by_item], kept)
+    ends = np.searchsorted(item_of[by_item], kept, side="right")
+    source_l, rank_l = source_of.tolist(), rank.tolist()
+    score_l, anchor_l = scores.tolist(), anchors.tolist()
+    hits = [
+        [
+            SourceHit(
+                names[source_l[j]], rank_l[j], score_l[j], anchor_l[j] if anchor_l[j] >= 0 else None
+            )
+            for j in by_item[start:end].tolist()
+        ]
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True)
+    ]
+    return Candidates(unique[appearance][kept], hits)

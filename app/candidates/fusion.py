@@ -27,9 +27,35 @@ class Fusion(Protocol):
         """An item's fused score from every source hit that found it (higher is better)."""
         ...
 
+    def scores(self, hits: HitColumns) -> np.ndarray:
+        """`score` of every item at once, from all hits in columns (the request path)."""
+        ...
+
+
+class HitColumns:
+    """Every source hit of a stage-1 union in columns: hit j is `rank[j]` in source
+    `sources[source_of[j]]` and found the item at union position `item_of[j]`."""
+
+    def __init__(
+        self, sources: list[str], source_of: np.ndarray, rank: np.ndarray, item_of: np.ndarray
+    ) -> None:
+        self.sources = sources
+        self.source_of = source_of
+        self.rank = rank
+        self.item_of = item_of
+        self.items = int(item_of.max()) + 1 if len(item_of) else 0
+
+    def total(self, per_hit: np.ndarray) -> np.ndarray:
+        """Per item, the sum of a per-hit value (in hit order, as a loop over hits would add)."""
+        return np.bincount(self.item_of, weights=per_hit, minlength=self.items)
+
 
 def reciprocal_rank(hits: list[SourceHit]) -> float:
     return sum(1.0 / (RRF_K + h.rank) for h in hits)
+
+
+def reciprocal_ranks(hits: HitColumns) -> np.ndarray:
+    return hits.total(1.0 / (RRF_K + hits.rank))
 
 
 class ReciprocalRank:
@@ -38,10 +64,19 @@ class ReciprocalRank:
     def score(self, hits: list[SourceHit]) -> float:
         return reciprocal_rank(hits)
 
+    def scores(self, hits: HitColumns) -> np.ndarray:
+        return reciprocal_ranks(hits)
+
 
 def band(rank: int) -> int:
     """The rank band of a 1-based rank: 0 for 1, 1 for 2-3, 2 for 4-7, ..."""
     return min(BANDS - 1, max(0, int(rank).bit_length() - 1))
+
+
+def bands(ranks: np.ndarray) -> np.ndarray:
+    """`band` of every rank."""
+    exponent = np.frexp(np.maximum(ranks, 1).astype(np.float64))[1] - 1  # bit_length - 1
+    return np.minimum(BANDS - 1, exponent)
 
 
 class Calibrated:
@@ -61,6 +96,13 @@ class Calibrated:
             total += self.floor if rates is None else float(rates[band(hit.rank)])
         # reciprocal rank only breaks ties: it is far below any difference of rates
         return total + 1e-9 * reciprocal_rank(hits)
+
+    def scores(self, hits: HitColumns) -> np.ndarray:
+        table = np.array(
+            [self.hit_rates.get(s, np.full(BANDS, self.floor)) for s in hits.sources]
+        ).reshape(len(hits.sources), BANDS)
+        rates = table[hits.source_of, bands(hits.rank)]
+        return hits.total(rates) + 1e-9 * reciprocal_ranks(hits)
 
     def to_manifest(self) -> dict[str, Any]:
         return {"kind": self.name, "hit_rates": {s: r.tolist() for s, r in self.hit_rates.items()}}

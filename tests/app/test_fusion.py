@@ -92,3 +92,53 @@ def test_merge_with_any_fusion_keeps_the_best_unique_items(lists, limit, weights
     assert len(set(merged.items.tolist())) == len(merged)
     fused = [fusion.score(h) for h in merged.hits]
     assert all(a >= b for a, b in itertools.pairwise(fused))
+
+
+def merge_by_loop(results, limit, fusion):
+    """The reference: one hit object at a time, each item scored from its list of hits."""
+    hits: dict[int, list[SourceHit]] = {}
+    for name, found in results:
+        for rank, (item, score) in enumerate(
+            zip(found.items.tolist(), found.scores.tolist(), strict=True), 1
+        ):
+            anchor = None if found.anchors is None else int(found.anchors[rank - 1])
+            hits.setdefault(item, []).append(
+                SourceHit(
+                    name, rank, float(score), anchor if anchor is not None and anchor >= 0 else None
+                )
+            )
+    union = list(hits)
+    fused = np.array([fusion.score(hits[i]) for i in union])
+    order = np.argsort(-fused, kind="stable")[:limit]
+    return [union[i] for i in order], [hits[union[i]] for i in order]
+
+
+@given(
+    st.lists(st.lists(st.integers(0, 60), max_size=25, unique=True), max_size=5),
+    st.integers(1, 40),
+    st.lists(st.floats(0, 1), min_size=BANDS, max_size=BANDS),
+    st.booleans(),
+    st.integers(0, 2**32 - 1),
+)
+def test_merge_in_columns_equals_merging_hit_by_hit(lists, limit, weights, calibrated, seed):
+    """Same items in the same order (ties: first found), same hits, for both fusions; one
+    source the calibrated table does not know, anchors on some sources."""
+    rng = np.random.default_rng(seed)
+    known = {f"s{n}": sorted(weights, reverse=True) for n in range(0, len(lists), 2)}
+    fusion = Calibrated(known) if calibrated else ReciprocalRank()
+    results = []
+    for n, items in enumerate(lists):
+        scores = rng.random(len(items)).astype(np.float32)
+        anchors = rng.integers(-1, 5, len(items)) if n % 2 else None
+        results.append((f"s{n}", SourceResult(np.asarray(items, np.int64), scores, anchors)))
+    merged = merge(results, limit, fusion)
+    items, hits = merge_by_loop(results, limit, fusion)
+    assert merged.items.tolist() == items
+    assert merged.hits == hits
+
+
+def test_deep_ranks_fall_in_the_last_band():
+    from app.candidates.fusion import bands
+
+    ranks = np.array([1, 2, 3, 4, 7, 8, 1000, 2**15, 10**9])
+    assert bands(ranks).tolist() == [band(int(r)) for r in ranks]
