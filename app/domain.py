@@ -68,12 +68,87 @@ class SourceHit:
     anchor: int | None = None  # item_index that led here ("because you watched X")
 
 
-@dataclass
-class Candidates:
-    """Stage-1 output: unique items, each with every source hit that found it."""
+@dataclass(frozen=True)
+class HitTable:
+    """Source hits in columns: hit j is rank `rank[j]` of source `sources[source[j]]`, found the
+    candidate in row `row[j]`. Rows ascend; a row's hits keep the order they were found in."""
 
-    items: np.ndarray  # item_index, int64, unique, in merge order
-    hits: list[list[SourceHit]]
+    sources: list[str]
+    row: np.ndarray  # int64
+    source: np.ndarray  # int64, into `sources`
+    rank: np.ndarray  # int64, 1-based
+    score: np.ndarray  # float64
+    anchor: np.ndarray  # int64 item_index, -1 for none
+
+    @classmethod
+    def from_lists(cls, hits: list[list[SourceHit]]) -> HitTable:
+        flat = [(row, h) for row, row_hits in enumerate(hits) for h in row_hits]
+        sources = sorted({h.source for _, h in flat})
+        number = {s: i for i, s in enumerate(sources)}
+        return cls(
+            sources,
+            np.array([row for row, _ in flat], dtype=np.int64),
+            np.array([number[h.source] for _, h in flat], dtype=np.int64),
+            np.array([h.rank for _, h in flat], dtype=np.int64),
+            np.array([h.score for _, h in flat], dtype=np.float64),
+            np.array([-1 if h.anchor is None else h.anchor for _, h in flat], dtype=np.int64),
+        )
+
+    def take(self, rows: np.ndarray, n_rows: int) -> HitTable:
+        """The hits of these rows (of `n_rows`), renumbered 0, 1, ... in the order given."""
+        counts = np.bincount(self.row, minlength=n_rows)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        picked = counts[rows]
+        base = np.repeat(starts[rows] - np.concatenate([[0], np.cumsum(picked)[:-1]]), picked)
+        at = base + np.arange(int(picked.sum()))
+        return HitTable(
+            self.sources,
+            np.repeat(np.arange(len(rows)), picked),
+            self.source[at],
+            self.rank[at],
+            self.score[at],
+            self.anchor[at],
+        )
+
+    def lists(self, n_rows: int) -> list[list[SourceHit]]:
+        names, anchors = self.sources, self.anchor.tolist()
+        flat = [
+            SourceHit(names[s], r, c, a if a >= 0 else None)
+            for s, r, c, a in zip(
+                self.source.tolist(), self.rank.tolist(), self.score.tolist(), anchors, strict=True
+            )
+        ]
+        bounds = np.searchsorted(self.row, np.arange(n_rows + 1)).tolist()
+        return [flat[bounds[i] : bounds[i + 1]] for i in range(n_rows)]
+
+
+class Candidates:
+    """Stage-1 output: unique items, each with every source hit that found it.
+
+    The hits are held in columns (`table`, what the request path reads); `hits`, one list of
+    objects per item, is made on first use (explanations, offline measurements).
+    """
+
+    def __init__(
+        self,
+        items: np.ndarray,
+        hits: list[list[SourceHit]] | None = None,
+        *,
+        table: HitTable | None = None,
+    ) -> None:
+        self.items = items  # item_index, int64, unique, in merge order
+        self.table = table if table is not None else HitTable.from_lists(hits or [])
+        self._hits = hits
+
+    @property
+    def hits(self) -> list[list[SourceHit]]:
+        if self._hits is None:
+            self._hits = self.table.lists(len(self.items))
+        return self._hits
+
+    def take(self, rows: np.ndarray) -> Candidates:
+        """These rows, in this order."""
+        return Candidates(self.items[rows], table=self.table.take(rows, len(self.items)))
 
     @classmethod
     def empty(cls) -> Candidates:

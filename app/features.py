@@ -141,29 +141,20 @@ def assemble(
 
 
 def _source_columns(x: np.ndarray, candidates: Candidates) -> None:
-    """rank_<source>, score_<source> (the source's best hit on the item) and n_sources.
-
-    One pass in Python collects the hits; the rest is numpy (per-hit numpy scalar access cost
-    more than everything else in `assemble`)."""
-    rows, sources, ranks, scores = [], [], [], []
-    for row, hits in enumerate(candidates.hits):
-        for hit in hits:
-            number = _SOURCE_NUMBER.get(hit.source)
-            if number is not None:
-                rows.append(row)
-                sources.append(number)
-                ranks.append(hit.rank)
-                scores.append(hit.score)
+    """rank_<source>, score_<source> (the source's best hit on the item) and n_sources."""
+    table = candidates.table
+    number = np.array([_SOURCE_NUMBER.get(s, -1) for s in table.sources], dtype=np.int64)
+    source = number[table.source] if len(table.sources) else np.zeros(0, dtype=np.int64)
+    known = source >= 0  # a source the model does not know has no column and is not counted
     n_sources = np.zeros(len(x), dtype=np.float32)
-    if rows:
-        at = np.asarray(rows, dtype=np.int64)
-        source = np.asarray(sources, dtype=np.int64)
-        rank = np.asarray(ranks, dtype=np.float32)
+    if known.any():
+        at, source = table.row[known], source[known]
+        rank = table.rank[known].astype(np.float32)
         key = at * len(SOURCES) + source
         order = np.lexsort((rank, key))  # stable: of equal ranks the first hit wins
         best = order[np.r_[True, key[order][1:] != key[order][:-1]]]
         x[at[best], _RANK_COLUMNS[source[best]]] = rank[best]
-        x[at[best], _SCORE_COLUMNS[source[best]]] = np.asarray(scores, dtype=np.float32)[best]
+        x[at[best], _SCORE_COLUMNS[source[best]]] = table.score[known][best].astype(np.float32)
         n_sources = np.bincount(at[best], minlength=len(x)).astype(np.float32)
     x[:, _INDEX["n_sources"]] = n_sources
 

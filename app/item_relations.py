@@ -19,7 +19,10 @@ from typing import Protocol
 
 import numpy as np
 
-DENSE_MAX_ITEMS = 2_000_000
+# A request's relations are accumulated densely (catalog-sized arrays, ~10 ns per catalog item)
+# when the catalog is at most this many times their number, else by sorting them (~200 ns per
+# relation): at 1M items and 2,000 relations, 10 ms against 0.3 ms.
+DENSE_ITEMS_PER_RELATION = 16
 
 
 class Affinity:
@@ -151,7 +154,7 @@ class NeighbourRelations:
         valid = found >= 0
         source = np.broadcast_to(history[:, None], found.shape)[valid]
         found, mass = found[valid].astype(np.int64), mass[valid]
-        if len(self.neighbours) <= DENSE_MAX_ITEMS:
+        if len(self.neighbours) <= DENSE_ITEMS_PER_RELATION * len(found):
             return _dense(found, mass, source, len(self.neighbours))
         return _sorted(found, mass, source)
 

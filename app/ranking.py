@@ -100,7 +100,7 @@ class Ranker:
         order = np.argsort(-scores, kind="stable")[: self.config.keep]
         return Ranked(
             items=candidates.items[order],
-            hits=[candidates.hits[i] for i in order],
+            hits=candidates.take(order).hits,
             scores=scores[order],
             ranker_scores=ranker_scores[order] if ranker_scores is not None else None,
             features=features[order] if features is not None else None,

@@ -24,7 +24,7 @@ from app.candidates.sources.item_knn import ItemKnnConfig
 from app.candidates.sources.item_to_item import ItemToItemConfig
 from app.candidates.sources.popular import PopularConfig
 from app.deadlines import Fault, run_within
-from app.domain import Candidates, RecommendationRequest, SourceHit, StageReport, UserState
+from app.domain import Candidates, HitTable, RecommendationRequest, StageReport, UserState
 from app.items import ItemCatalog
 
 
@@ -117,22 +117,21 @@ def merge(
     item_of = position[inverse.ravel()]
     fused = (fusion or ReciprocalRank()).scores(HitColumns(names, source_of, rank, item_of))
     kept = np.argsort(-fused, kind="stable")[:limit]
+    row_of = np.full(len(unique), -1, dtype=np.int64)  # union position -> kept row
+    row_of[kept] = np.arange(len(kept))
+    row = row_of[item_of]
+    chosen = np.flatnonzero(row >= 0)
+    chosen = chosen[np.argsort(row[chosen], kind="stable")]  # by row, each row's hits in order
     scores = np.concatenate([np.asarray(r.scores, dtype=np.float64) for _, r in results])
     anchors = np.concatenate(
         [np.full(len(r), -1) if r.anchors is None else np.asarray(r.anchors) for _, r in results]
     )
-    by_item = np.argsort(item_of, kind="stable")  # hits grouped by item, in hit order
-    starts = np.searchsorted(item_of[by_item], kept)
-    ends = np.searchsorted(item_of[by_item], kept, side="right")
-    source_l, rank_l = source_of.tolist(), rank.tolist()
-    score_l, anchor_l = scores.tolist(), anchors.tolist()
-    hits = [
-        [
-            SourceHit(
-                names[source_l[j]], rank_l[j], score_l[j], anchor_l[j] if anchor_l[j] >= 0 else None
-            )
-            for j in by_item[start:end].tolist()
-        ]
-        for start, end in zip(starts.tolist(), ends.tolist(), strict=True)
-    ]
-    return Candidates(unique[appearance][kept], hits)
+    table = HitTable(
+        names,
+        row[chosen],
+        source_of[chosen],
+        rank[chosen],
+        scores[chosen],
+        anchors[chosen].astype(np.int64),
+    )
+    return Candidates(unique[appearance][kept], table=table)

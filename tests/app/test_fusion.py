@@ -19,7 +19,7 @@ from app.candidates.fusion import (
     fit_calibrated,
     from_manifest,
 )
-from app.domain import SourceHit
+from app.domain import HitTable, SourceHit
 
 
 def result(items: list[int]) -> SourceResult:
@@ -142,3 +142,30 @@ def test_deep_ranks_fall_in_the_last_band():
 
     ranks = np.array([1, 2, 3, 4, 7, 8, 1000, 2**15, 10**9])
     assert bands(ranks).tolist() == [band(int(r)) for r in ranks]
+
+
+@given(
+    st.lists(
+        st.lists(
+            st.builds(
+                SourceHit,
+                st.sampled_from(["cf_ann", "ease", "popular"]),
+                st.integers(1, 500),
+                st.floats(-5, 5),
+                st.one_of(st.none(), st.integers(0, 99)),
+            ),
+            max_size=4,
+        ),
+        max_size=12,
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_hits_in_columns_round_trip_and_take_rows_in_any_order(hits, random):
+    from app.domain import Candidates
+
+    candidates = Candidates(np.arange(len(hits), dtype=np.int64), table=HitTable.from_lists(hits))
+    assert candidates.hits == hits
+    rows = random.sample(range(len(hits)), k=random.randint(0, len(hits)))
+    taken = candidates.take(np.asarray(rows, dtype=np.int64))
+    assert taken.items.tolist() == rows
+    assert taken.hits == [hits[r] for r in rows]

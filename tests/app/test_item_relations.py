@@ -46,12 +46,14 @@ def test_dense_and_sorted_accumulation_agree(n_items, k, seed, decay):
     weights = rng.random((n_items, k)).astype(np.float32)
     history = rng.choice(n_items, min(n_items, 8), replace=False)
     mass = rng.random(len(history)).astype(np.float32) + 0.1
-    relations = NeighbourRelations(neighbours, weights)
-    dense = relations.affinity(history, mass, decay)
     found = neighbours[history]
     scaled = weights[history] * (mass * decay ** np.arange(len(history)))[:, None]
     valid = found >= 0
     source = np.broadcast_to(history[:, None], found.shape)[valid]
+    contributions = scaled[valid].astype(np.float32)  # as affinity() computes them
+    dense = item_relations._dense(found[valid].astype(np.int64), contributions, source, n_items)
+    chosen = NeighbourRelations(neighbours, weights).affinity(history, mass, decay)
+    assert chosen.items.tolist() == dense.items.tolist()  # whichever way affinity() took
     by_sort = item_relations._sorted(found[valid].astype(np.int64), scaled[valid], source)
     assert dense.items.tolist() == by_sort.items.tolist()
     np.testing.assert_allclose(dense.scores, by_sort.scores, rtol=1e-5)
