@@ -176,6 +176,15 @@ def _within_request(x: np.ndarray) -> np.ndarray:
     return x
 
 
+def _series_keys(series: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """(series, position) as one int64 key each; -1 where the position is unknown or odd."""
+    known = ~np.isnan(position) & (position >= 0) & (position < 2**31)
+    whole = np.where(known, position, 0.0)
+    known &= whole == np.floor(whole)
+    keys = (series.astype(np.int64) << 32) | whole.astype(np.int64)
+    return np.where(known, keys, -1)
+
+
 def _series_next_up(
     user: UserState, idx: np.ndarray, items: ItemCatalog, rows: np.ndarray
 ) -> np.ndarray:
@@ -190,11 +199,8 @@ def _series_next_up(
     watched = consumed[items.series[consumed] >= 0]
     if not len(watched):
         return out
-    seen = set(
-        zip(items.series[watched].tolist(), items.series_position[watched].tolist(), strict=True)
-    )
-    for row in in_series:
-        key = (int(series[row]), float(items.series_position[idx[row]]) - 1.0)
-        if key in seen:
-            out[row] = 1.0
+    before = items.series_position[idx[in_series]] - 1.0  # the entry before each candidate
+    wanted = _series_keys(series[in_series], before)
+    done = _series_keys(items.series[watched], items.series_position[watched])
+    out[in_series[np.isin(wanted, done[done >= 0]) & (wanted >= 0)]] = 1.0
     return out

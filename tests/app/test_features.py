@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.domain import Candidates, SourceHit, UserState
@@ -297,3 +297,35 @@ def test_affinities_through_the_item_relations():
     assert np.isnan(assemble(AT, None, state, CANDIDATES, catalog())[:, COL["ease_affinity"]]).all()
     none = assemble(AT, None, user(), CANDIDATES, catalog(), relations)
     assert np.isnan(none[:, COL["item_knn_affinity"]]).all()
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(-1, 3), st.one_of(st.none(), st.integers(0, 5))), min_size=1),
+    st.data(),
+)
+def test_series_next_up_matches_a_loop_over_candidates(entries, data):
+    """Vectorised: 1 exactly where the user consumed the entry just before the candidate's."""
+    from app.features import _series_next_up
+
+    class Items:
+        series = np.array([s for s, _ in entries], dtype=np.int32)
+        series_position = np.array([np.nan if p is None else p for _, p in entries], dtype=float)
+
+        def __len__(self) -> int:
+            return len(entries)
+
+    n = len(entries)
+    idx = np.asarray(data.draw(st.lists(st.integers(0, n - 1), max_size=10)), dtype=np.int64)
+    consumed = set(data.draw(st.lists(st.integers(-1, n), max_size=8)))
+    got = _series_next_up(user(consumed=consumed), idx, Items(), np.arange(len(idx)))
+    watched = {entries[c] for c in consumed if 0 <= c < n and entries[c][0] >= 0}
+    expected = [
+        float(
+            entries[i][0] >= 0
+            and entries[i][1] is not None
+            and (entries[i][0], entries[i][1] - 1) in watched
+        )
+        for i in idx.tolist()
+    ]
+    assert got.tolist() == expected
