@@ -288,3 +288,39 @@ def test_without_a_version_directory_the_partitioned_search_is_not_tried(tmp_pat
         table, "vector", vectors, vectors[:8], k=K, recall_target=0.95, exact_max_rows=0
     )
     assert "partitioned" not in {t["kind"] for t in choice.tried}
+
+
+def test_a_version_searched_in_partitions_is_served_from_them(tmp_path, built_catalog):
+    """A manifest that chose the partitioned search: serving refuses the version without its
+    partitions file (naming it); with it, content searches run in memory (here probing every
+    partition and refining every row: exact search)."""
+    import asyncio
+    import shutil
+
+    from app.candidates.partitioned_search import PartitionedSearch
+    from app.errors import CatalogError
+    from app.items import ItemCatalog
+    from app.runtime import Runtime
+    from app.store import CatalogRoot, write_manifest
+    from pipelines.partitions import fit_partitions
+
+    root = tmp_path / "catalog"
+    shutil.copytree(built_catalog, root, symlinks=True)
+    version = CatalogRoot(root).open()
+    manifest = version.manifest
+    manifest.indexes["content_vector"] = manifest.indexes["content_vector"].model_copy(
+        update={"kind": "partitioned", "search": {"nprobes": 16, "refine": 10_000}}
+    )
+    write_manifest(version.path, manifest)
+    with pytest.raises(CatalogError, match=r"content_vector_partitions\.npz"):
+        asyncio.run(Runtime.open(root))
+
+    content = ItemCatalog.from_table(version.table("items")).content
+    partitions = fit_partitions(content, np.random.default_rng(0), partitions=16)
+    partitions.save(version.path, "content_vector")
+    served = asyncio.run(Runtime.open(root)).content_index
+    assert isinstance(served.memory, PartitionedSearch)
+    query = content[3]
+    found, scores = asyncio.run(served.nearest(query, 20))
+    assert set(found.tolist()) == set(exact_top_k(content, query[None, :], 20)[0].tolist())
+    np.testing.assert_allclose(scores, content[found] @ query, rtol=1e-5)
