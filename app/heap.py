@@ -6,11 +6,22 @@ features), so CPython's full (generation 2) collection runs every few dozen requ
 all of them: on ml-latest-small that was the 1% of requests that spent 100+ ms in the candidate
 stage outside any source. `gc.freeze()` moves what is alive after a load into the permanent
 generation, which collections skip; unfreezing first lets the previous version's cycles go.
+
+While a server runs (`serving`), the young generation is collected after YOUNG net allocations
+instead of CPython's 700. A request holds a few thousand objects at its peak (GraphQL results,
+features, hits) and frees them by reference counting; at 700 each request set off about four
+young collections, and every tenth of those an older one, each walking whatever the requests in
+flight still held (measured on ml-latest-small: about 0.7 ms of CPU per request, and a 3-4 ms
+pause every 30 requests). Cycles are still collected, just in larger, rarer batches.
 """
 
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+YOUNG = 10_000
 
 
 def settle() -> None:
@@ -18,3 +29,15 @@ def settle() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+
+
+@contextmanager
+def serving() -> Iterator[None]:
+    """Collect the young generation every YOUNG net allocations while inside; the thresholds
+    before are restored on the way out."""
+    previous = gc.get_threshold()
+    gc.set_threshold(max(YOUNG, previous[0]), *previous[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)

@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import heap
 from app.engine import Engine
 from app.errors import ShortlistError
 from app.logs import configure as configure_logs
@@ -56,7 +57,8 @@ def create_app(settings: Settings, graphql: Any) -> Starlette:
         log.info("serving %s from %s", engine.current.runtime.version, settings.db_path)
         hangup = _reload_on_sighup(engine)
         try:
-            yield
+            with heap.serving():
+                yield
         finally:
             hangup()
             await engine.close()

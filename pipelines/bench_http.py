@@ -5,6 +5,12 @@ of known users, a different user on every request. wrk runs for a fixed time at 
 open connections; its own latency distribution (`--latency`) gives p50 and p99 and its summary
 the requests per second and any non-2xx answers. The server runs on a scratch catalog root (the
 serving version linked in, its own live database), so the measured catalog is never written to.
+
+Each level also reports the server process's CPU time per answered request (Linux /proc: user
+plus system, every thread) and the 1-minute load average when it ended: on a shared machine
+wall-clock throughput is noisy, the server's CPU per request much less so. And the share of
+answers that were degraded (a stage or source past its deadline, from /metrics): more
+connections can raise requests/s only by answering from fallbacks, which cost less CPU too.
 """
 
 from __future__ import annotations
@@ -83,6 +89,24 @@ class Server:
                 pass
             time.sleep(0.5)
         raise RuntimeError("the server did not become ready")
+
+    def cpu_seconds(self) -> float | None:
+        """The server's CPU time so far, user plus system, all threads (Linux /proc)."""
+        try:
+            stat = Path(f"/proc/{self.process.pid}/stat").read_text()
+        except OSError:
+            return None
+        fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def degraded_answers(self) -> float | None:
+        """How many answers the server degraded so far (its /metrics counter)."""
+        try:
+            text = httpx.get(f"{self.url}/metrics", timeout=10).text
+        except httpx.TransportError:
+            return None
+        match = re.search(r"^shortlist_degraded_responses_total (\S+)", text, re.M)
+        return float(match.group(1)) if match else None
 
     def peak_rss_mib(self) -> float | None:
         """The server's peak resident memory so far (Linux /proc), None where unknown."""
@@ -182,8 +206,19 @@ def http_load(
                 threads = str(min(2, connections))
                 command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s"]
                 command += ["--timeout", "10s", "--latency", "-s", str(script), server.url]
+                before, degraded = server.cpu_seconds(), server.degraded_answers()
                 done = subprocess.run(command, capture_output=True, text=True, check=True)
-                rows.append({"connections": connections, **parse_wrk(done.stdout)})
+                after, degraded_after = server.cpu_seconds(), server.degraded_answers()
+                row = {"connections": connections, **parse_wrk(done.stdout)}
+                if before is not None and after is not None and row["requests"]:
+                    cpu_ms = 1000 * (after - before) / row["requests"]
+                    row["server_cpu_ms_per_request"] = round(cpu_ms, 2)
+                if degraded is not None and degraded_after is not None and row["requests"]:
+                    share = (degraded_after - degraded) / row["requests"]
+                    # requests wrk left unfinished at the previous level end in this window
+                    row["degraded_share"] = round(min(1.0, share), 3)
+                row["load_1m"] = round(os.getloadavg()[0], 2)
+                rows.append(row)
             peak = server.peak_rss_mib()
         finally:
             server.stop()

@@ -62,14 +62,15 @@ def markdown(report: dict[str, Any]) -> str:
     else:
         lines += [
             "| connections | req/s | p50 ms | p90 ms | p99 ms | requests | non-2xx "
-            "| socket errors |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| socket errors | degraded | server CPU ms/request | load (1 min) |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for row in http["rows"]:
             lines.append(
                 f"| {row['connections']} | {row['requests_per_s']:.1f} | {row.get('p50_ms')} | "
                 f"{row.get('p90_ms')} | {row.get('p99_ms')} | {row['requests']:,} | "
-                f"{row['non_2xx']} | {row['socket_errors']} |"
+                f"{row['non_2xx']} | {row['socket_errors']} | {row.get('degraded_share', 'n/a')} | "
+                f"{row.get('server_cpu_ms_per_request', 'n/a')} | {row.get('load_1m', 'n/a')} |"
             )
         lines += [
             "",

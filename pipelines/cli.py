@@ -111,7 +111,15 @@ def serve(
         f"[bold green]starting[/] on http://{settings.host}:{settings.port}/graphql"
         f"{' (GraphiQL)' if settings.graphiql else ''}"
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
+    # the GraphQL endpoint logs one line per request itself: uvicorn's access log would repeat it
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+    )
 
 
 @cli.command()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import strawberry
 
 from schema.admission import Admission
+from schema.documents import Documents
 from schema.errors import ShortlistSchema
 from schema.limits import QueryLimits
 from schema.mutations import Mutation
@@ -14,4 +15,7 @@ from schema.queries import Query
 
 
 def create_schema() -> strawberry.Schema:
-    return ShortlistSchema(query=Query, mutation=Mutation, extensions=[Admission, QueryLimits])
+    documents = Documents()  # this schema's: a document is valid for one schema
+    return ShortlistSchema(
+        query=Query, mutation=Mutation, extensions=[Admission, lambda: QueryLimits(documents)]
+    )

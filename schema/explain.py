@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from app import domain
 
 # Most personal reason first: a named anchor, then taste, then the catalog-wide reasons.
@@ -16,7 +18,9 @@ SOURCE_PHRASES = {
 PRIORITY = ("item_to_item", *SOURCE_PHRASES)
 
 
-def summary(pick: domain.Pick, item: domain.ItemView, anchors: dict[int, domain.ItemView]) -> str:
+def summary(
+    pick: domain.Pick, item: domain.ItemView, anchors: Mapping[int, domain.ItemView]
+) -> str:
     """E.g. "Because you watched Heat (1995), and people with similar taste liked it."."""
     reasons: list[str] = []
     hits = sorted(

@@ -11,12 +11,16 @@ Each limit is a graphql-core validation rule run on its own before the schema's 
 so its error carries its own code and a refused document is never validated in full. Limits on
 argument values (`count`, list sizes, string lengths) are checked where the values are read
 (`schema.queries`, `app.engine`, `app.realtime`); the body size by `app.refusals.BodyLimit`.
+
+A document that passed the limits and the schema's validation is remembered with them
+(`schema.documents`): the same text under the same limits is neither parsed nor validated again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import lru_cache
+from typing import Any
 
 from graphql import ASTValidationRule, DocumentNode, GraphQLError, GraphQLSchema, validate
 from graphql.validation import NoSchemaIntrospectionCustomRule
@@ -25,6 +29,7 @@ from strawberry.extensions.max_aliases import create_validator as aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 
 from app.settings import Settings
+from schema.documents import Documents
 
 
 @lru_cache(maxsize=16)
@@ -57,13 +62,31 @@ def limit_errors(
 
 
 class QueryLimits(SchemaExtension):
+    def __init__(self, documents: Documents | None = None) -> None:
+        super().__init__()
+        self.documents = documents  # None: every document is parsed and validated
+        self.known = False  # this operation's document passed before
+
     def on_operation(self) -> Iterator[None]:
         context = self.execution_context
         context.parse_options["max_tokens"] = _settings(context.context).max_query_tokens
         yield
 
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        if self.documents is not None and context.query and context.graphql_document is None:
+            document = self.documents.valid(context.query, _checks(context.context))
+            if document is not None:  # Strawberry parses only when no document is set
+                context.graphql_document = document
+                self.known = True
+        yield
+
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
+        if self.known:
+            context.pre_execution_errors = []  # passed before: Strawberry skips its validation
+            yield
+            return
         if context.graphql_document is not None and context.pre_execution_errors is None:
             errors = limit_errors(
                 context.schema._schema, context.graphql_document, _settings(context.context)
@@ -71,6 +94,20 @@ class QueryLimits(SchemaExtension):
             if errors:  # Strawberry skips its validation and answers these
                 context.pre_execution_errors = errors
         yield
+        passed = context.pre_execution_errors == []  # Strawberry's validation ran and passed
+        if passed and self.documents is not None and context.query and context.graphql_document:
+            self.documents.passed(context.query, _checks(context.context), context.graphql_document)
+
+
+def _checks(context: object) -> tuple[Any, ...]:
+    """What a document is held to besides the schema: a document is remembered with these."""
+    settings = _settings(context)
+    return (
+        settings.max_query_tokens,
+        settings.max_query_depth,
+        settings.max_query_aliases,
+        settings.introspection,
+    )
 
 
 def _settings(context: object) -> Settings:

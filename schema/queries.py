@@ -12,10 +12,10 @@ from app.engine import MAX_COUNT, now
 from app.errors import BadRequest
 from schema.context import Context
 from schema.errors import graphql_error
-from schema.explain import summary
 from schema.types import (
     Item,
     ItemFilter,
+    ItemViews,
     Recommendation,
     RecommendationContext,
     RecommendationList,
@@ -115,24 +115,25 @@ class Query:
         except Exception as exc:
             raise _error(exc) from None
         runtime = loaded.runtime
-        anchors = {
-            h.anchor: engine.item_view(runtime, h.anchor)
-            for p in result.picks
-            for h in p.hits
-            if h.anchor is not None
-        }
-        views = {p.item: engine.item_view(runtime, p.item) for p in result.picks}
+
+        def view(index: int) -> domain.ItemView:
+            return engine.item_view(runtime, index)
+
+        anchors = ItemViews(
+            (h.anchor for p in result.picks for h in p.hits if h.anchor is not None), view
+        )
+        views = [view(p.item) for p in result.picks]
         return RecommendationList(
             items=[
                 Recommendation(
-                    item=Item.from_domain(views[p.item]),
+                    item=Item.from_domain(v),
                     score=round(p.score, 6),
                     position=n,
                     _pick=p,
+                    _view=v,
                     _anchors=anchors,
-                    _summary=summary(p, views[p.item], anchors),
                 )
-                for n, p in enumerate(result.picks, 1)
+                for n, (p, v) in enumerate(zip(result.picks, views, strict=True), 1)
             ],
             degraded=result.degraded,
             stages=[StageReport.from_domain(s) for s in result.stages],

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 import strawberry
 
 from app import domain
+from schema.explain import summary
 
 if TYPE_CHECKING:
     from schema.context import Context
@@ -104,14 +106,41 @@ class Explanation:
     rules: list[RuleEffect]
 
 
+class ItemViews(Mapping[int, domain.ItemView]):
+    """Views of the items at `indexes` (catalog positions), each built on first use: one
+    answer's anchors are built only when an explanation is asked for, and once each."""
+
+    def __init__(self, indexes: Iterable[int], build: Callable[[int], domain.ItemView]) -> None:
+        self._indexes = frozenset(indexes)
+        self._build = build
+        self._built: dict[int, domain.ItemView] = {}
+
+    def __getitem__(self, index: int) -> domain.ItemView:
+        view = self._built.get(index)
+        if view is None:
+            if index not in self._indexes:
+                raise KeyError(index)
+            view = self._built[index] = self._build(index)
+        return view
+
+    def __contains__(self, index: object) -> bool:
+        return index in self._indexes
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._indexes)
+
+    def __len__(self) -> int:
+        return len(self._indexes)
+
+
 @strawberry.type
 class Recommendation:
     item: Item
     score: float
     position: int
     _pick: strawberry.Private[domain.Pick]
-    _anchors: strawberry.Private[dict[int, domain.ItemView]]
-    _summary: strawberry.Private[str]
+    _view: strawberry.Private[domain.ItemView]
+    _anchors: strawberry.Private[Mapping[int, domain.ItemView]]
 
     @strawberry.field(
         description="Why this item was picked. Feature contributions are computed only when asked."
@@ -119,7 +148,7 @@ class Recommendation:
     def explain(self, info: strawberry.Info[Context, None]) -> Explanation:
         pick = self._pick
         return Explanation(
-            summary=self._summary,
+            summary=summary(pick, self._view, self._anchors),
             sources=[
                 SourceHit(
                     source=h.source,

@@ -28,3 +28,11 @@ def test_settle_freezes_the_living_and_frees_the_previous_versions_cycles() -> N
         assert frozen() is None
     finally:
         gc.unfreeze()
+
+
+def test_serving_collects_the_young_generation_less_often_and_restores_it() -> None:
+    before = gc.get_threshold()
+    with heap.serving():
+        assert gc.get_threshold()[0] >= heap.YOUNG
+        assert gc.get_threshold()[1:] == before[1:]
+    assert gc.get_threshold() == before

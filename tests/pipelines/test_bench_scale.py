@@ -100,6 +100,8 @@ def test_scale_bench_at_a_tiny_size_writes_json_markdown_and_png(
     else:
         assert [r["connections"] for r in http["rows"]] == [1, 2]
         assert all(r["requests"] > 0 and r["non_2xx"] == 0 for r in http["rows"])
+        assert all(r["server_cpu_ms_per_request"] > 0 for r in http["rows"])
+        assert all(0 <= r["degraded_share"] <= 1 for r in http["rows"])
         assert http["knee_connections"] in (1, 2)
     assert (out / PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     markdown = (out / "bench.md").read_text()
