@@ -145,6 +145,7 @@ def build_catalog(
             path,
             ease_lambdas=learned.ease_lambdas,
             known_indexes=learned.indexes,
+            known_cf=learned.cf,
         )
         manifest.ranker = learned.ranker
         manifest.fusion = learned.fusion
@@ -170,6 +171,7 @@ class SnapshotLearned:
     ranker: dict[str, Any] | None = None  # how the stage-2 model was trained
     ease_lambdas: dict[str, float] | None = None  # EASE's lambdas, chosen on the later events
     indexes: dict[str, IndexChoice] | None = None  # ANN indexes chosen on the snapshot
+    cf: dict[str, Any] | None = None  # the snapshot's CF entry: its algorithm and measurements
     fusion: dict[str, Any] | None = None  # stage-1 fusion hit rates (manifest entry)
 
 
@@ -222,6 +224,7 @@ def _learn_on_snapshot(
         learned = SnapshotLearned(
             ease_lambdas=ease_lambdas,
             indexes=snapshot_manifest.indexes,
+            cf=snapshot_manifest.cf,
             fusion=data.fusion.to_manifest() if data.fusion is not None else None,
         )
         if len(np.unique(data.groups)) < 10:
@@ -263,10 +266,13 @@ def _build_version(
     later: pd.DataFrame | None = None,
     ease_lambdas: dict[str, float] | None = None,
     known_indexes: dict[str, IndexChoice] | None = None,
+    known_cf: dict[str, Any] | None = None,
 ) -> Manifest:
     """One catalog version from `events`. EASE's lambdas are `ease_lambdas` if given, else
     chosen on `later` events (the ranker snapshot), else on an inner temporal split of
-    `events`."""
+    `events`. `known_cf` (the snapshot manifest's `cf` entry) fixes the CF algorithm the
+    snapshot chose instead of measuring ALS against BPR again, as `known_indexes` does for
+    the ANN indexes: at catalog scale the choice costs as much as the final fit."""
     items = raw.items.reset_index(drop=True)
     item_ids = items["item_id"].to_numpy(dtype=object)
     item_index = pd.Index(item_ids)
@@ -287,7 +293,7 @@ def _build_version(
             events["timestamp"].to_numpy(),
             n_users,
             n_items,
-            algorithm=settings.cf_algorithm,
+            algorithm=known_cf["algorithm"] if known_cf else settings.cf_algorithm,
             factors=settings.cf_factors,
             iterations=settings.cf_iterations,
             regularization=settings.cf_regularization,
@@ -297,8 +303,12 @@ def _build_version(
             step=step,
         )
         step.rows = int((weights > 0).sum())
+        if known_cf:
+            cf.measurements = dict(known_cf.get("measurements", {}))
         measured = ", ".join(f"{k}={v:.3f}" for k, v in cf.measurements.items() if "hit" in k)
         step.note = f"{cf.algorithm} chosen" + (f" ({measured})" if measured else "")
+        if known_cf:
+            step.note += " on the snapshot"
 
     audience = endorsement_matrix(
         events["user_index"].to_numpy(), events["item_index"].to_numpy(), weights, n_users, n_items
