@@ -40,6 +40,9 @@ QUERY = (
     "{ degraded items { item { id } score } } }"
 )
 KNEE_SHARE = 0.9  # the knee: the fewest connections reaching this share of the best req/s
+# ... among the levels answered at full quality: past its deadlines the server answers from
+# fallbacks, which are cheaper, so requests/s there measures degraded answers, not capacity
+KNEE_MAX_DEGRADED = 0.01
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 LUA = """-- wrk: POST the recommendations query for a different user on every request
@@ -159,9 +162,14 @@ def parse_wrk(output: str) -> dict[str, Any]:
 
 
 def knee(rows: list[dict[str, Any]]) -> int | None:
-    """The fewest connections whose throughput reaches KNEE_SHARE of the best: beyond it more
-    load adds waiting, not throughput."""
-    measured = [r for r in rows if r.get("requests_per_s")]
+    """The fewest connections whose throughput reaches KNEE_SHARE of the best at full quality
+    (at most KNEE_MAX_DEGRADED of the answers degraded): beyond it more load adds waiting, or
+    degraded answers, not throughput."""
+    measured = [
+        r
+        for r in rows
+        if r.get("requests_per_s") and r.get("degraded_share", 0.0) <= KNEE_MAX_DEGRADED
+    ]
     if not measured:
         return None
     best = max(r["requests_per_s"] for r in measured)

@@ -75,7 +75,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [
             "",
             f"Knee: {http['knee_connections']} connections (the fewest reaching 90% of the best "
-            f"throughput); {http['seconds']:g} s per level. Server peak RSS: "
+            "throughput among levels with at most 1% degraded answers); "
+            f"{http['seconds']:g} s per level. Server peak RSS: "
             f"{http.get('server_peak_rss_mib', 'n/a')} MiB.",
         ]
     return "\n".join(lines) + "\n"

@@ -48,6 +48,17 @@ def test_knee_is_the_fewest_connections_near_the_best_throughput() -> None:
     assert knee([]) is None
 
 
+def test_the_knee_ignores_levels_answered_from_fallbacks() -> None:
+    """More requests/s from degraded (cheaper) answers is not capacity."""
+    rows = [
+        {"connections": 1, "requests_per_s": 50.0, "degraded_share": 0.0},
+        {"connections": 4, "requests_per_s": 53.0, "degraded_share": 0.0},
+        {"connections": 16, "requests_per_s": 69.0, "degraded_share": 0.96},
+        {"connections": 64, "requests_per_s": 92.0, "degraded_share": 1.0},
+    ]
+    assert knee(rows) == 1
+
+
 def test_lua_script_sends_each_user_as_a_graphql_variable() -> None:
     script = lua_script(["u1", 'we"ird'])
     assert '"u1", "we\\"ird"' in script
