@@ -43,9 +43,7 @@ class Ranker:
         self.items = items
         self.model = model
         self.relations = relations or {}
-        if explainer is None and model is not None:
-            explainer = TreeContributions.of(model, len(FEATURE_NAMES))
-        self.explainer = explainer
+        self.explainer = explainer  # made once per loaded version (Runtime.explainer)
 
     @staticmethod
     def load_model(version_path: Path) -> Any | None:

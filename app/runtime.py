@@ -59,11 +59,8 @@ class Runtime:
         cls, catalog: CatalogVersion, faults: Mapping[str, Fault] | None = None
     ) -> Runtime:
         try:
-            items, users, ranker_model, relations = await asyncio.to_thread(_read_models, catalog)
-            explainer = (
-                None
-                if ranker_model is None
-                else await asyncio.to_thread(TreeContributions.of, ranker_model, len(FEATURE_NAMES))
+            items, users, ranker_model, explainer, relations = await asyncio.to_thread(
+                _read_models, catalog
             )
             table = await open_items_table(catalog.path)
         except (OSError, RuntimeError, ValueError) as exc:  # damaged tables: LanceDB, Arrow
@@ -73,15 +70,18 @@ class Runtime:
         missing = {"cf_vector", "content_vector"} - set(indexes)
         if missing:
             raise CatalogError(f"manifest of {catalog.path} lacks index choices for {missing}")
-        cf_parts, content_parts = await asyncio.to_thread(
-            lambda: (_partitions(catalog, "cf_vector"), _partitions(catalog, "content_vector"))
-        )
-        cf_memory, content_memory = await asyncio.to_thread(
-            lambda: (
+
+        def searches() -> tuple[Any, ...]:
+            cf_parts = _partitions(catalog, "cf_vector")
+            content_parts = _partitions(catalog, "content_vector")
+            return (
+                cf_parts,
+                content_parts,
                 memory_search(items.cf, indexes["cf_vector"].search, cf_parts),
                 memory_search(items.content, indexes["content_vector"].search, content_parts),
             )
-        )
+
+        cf_parts, content_parts, cf_memory, content_memory = await asyncio.to_thread(searches)
         return cls(
             version=catalog.manifest.version,
             path=catalog.path,
@@ -146,12 +146,16 @@ async def open_items_table(path: Path) -> Any:
 
 def _read_models(
     catalog: CatalogVersion,
-) -> tuple[ItemCatalog, UserProfiles, Any | None, dict[str, ItemRelations]]:
+) -> tuple[
+    ItemCatalog, UserProfiles, Any | None, TreeContributions | None, dict[str, ItemRelations]
+]:
     _check_model_files(catalog)
     items = ItemCatalog.from_table(catalog.table(ITEMS))
     users = UserProfiles.from_table(catalog.table(USERS), items)
     relations = _relations(catalog.path, len(items))
-    return items, users, Ranker.load_model(catalog.path), relations
+    model = Ranker.load_model(catalog.path)
+    explainer = None if model is None else TreeContributions.of(model, len(FEATURE_NAMES))
+    return items, users, model, explainer, relations
 
 
 def _partitions(catalog: CatalogVersion, column: str) -> Partitions | None:

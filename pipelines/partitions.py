@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.candidates.partitioned_search import Partitions
+from app.candidates.partitioned_search import Partitions, nearest_centroid
 
 SAMPLE_PER_PARTITION = 64
 SEEDING_PER_PARTITION = 8  # k-means++ seeds are drawn from a smaller sample: it is sequential
@@ -39,8 +39,7 @@ def fit_partitions(
     _, eigenvectors = np.linalg.eigh(second_moment)
     width = min(dim, projected_dim)
     projection = np.ascontiguousarray(eigenvectors[:, ::-1][:, :width], dtype=np.float32)
-    found = Partitions(centroids, projection, np.zeros(0, dtype=np.int32))
-    return Partitions(centroids, projection, found.assign(vectors))
+    return Partitions(centroids, projection, nearest_centroid(vectors, centroids))
 
 
 def _spherical_kmeans(sample: np.ndarray, p: int, rng: np.random.Generator) -> np.ndarray:

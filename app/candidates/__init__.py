@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from app.candidates.base import CandidateSource, ItemGate, SourceInput, SourceResult
-from app.candidates.fusion import Fusion, HitColumns, ReciprocalRank
+from app.candidates.fusion import Fusion, ReciprocalRank
 from app.candidates.sources.cf_ann import CfAnnConfig
 from app.candidates.sources.content_ann import ContentAnnConfig
 from app.candidates.sources.ease import EaseConfig
@@ -106,32 +106,22 @@ def merge(
     results = [(name, result) for name, result in results if len(result)]
     if not results:
         return Candidates.empty()
-    names = [name for name, _ in results]
     found = np.concatenate([np.asarray(r.items, dtype=np.int64) for _, r in results])
-    source_of = np.concatenate([np.full(len(r), i) for i, (_, r) in enumerate(results)])
-    rank = np.concatenate([np.arange(1, len(r) + 1) for _, r in results])
     unique, first, inverse = np.unique(found, return_index=True, return_inverse=True)
     appearance = np.argsort(first, kind="stable")  # union positions, first found first
     position = np.empty(len(unique), dtype=np.int64)
     position[appearance] = np.arange(len(unique))
-    item_of = position[inverse.ravel()]
-    fused = (fusion or ReciprocalRank()).scores(HitColumns(names, source_of, rank, item_of))
+    row = position[inverse.ravel()]
+    by_row = np.argsort(row, kind="stable")  # each item's hits together, in the order found
+    anchors = [np.full(len(r), -1) if r.anchors is None else r.anchors for _, r in results]
+    union = HitTable(
+        [name for name, _ in results],
+        row[by_row],
+        np.concatenate([np.full(len(r), i) for i, (_, r) in enumerate(results)])[by_row],
+        np.concatenate([np.arange(1, len(r) + 1) for _, r in results])[by_row],
+        np.concatenate([np.asarray(r.scores, dtype=np.float64) for _, r in results])[by_row],
+        np.concatenate(anchors).astype(np.int64)[by_row],
+    )
+    fused = (fusion or ReciprocalRank()).scores(union, len(unique))
     kept = np.argsort(-fused, kind="stable")[:limit]
-    row_of = np.full(len(unique), -1, dtype=np.int64)  # union position -> kept row
-    row_of[kept] = np.arange(len(kept))
-    row = row_of[item_of]
-    chosen = np.flatnonzero(row >= 0)
-    chosen = chosen[np.argsort(row[chosen], kind="stable")]  # by row, each row's hits in order
-    scores = np.concatenate([np.asarray(r.scores, dtype=np.float64) for _, r in results])
-    anchors = np.concatenate(
-        [np.full(len(r), -1) if r.anchors is None else np.asarray(r.anchors) for _, r in results]
-    )
-    table = HitTable(
-        names,
-        row[chosen],
-        source_of[chosen],
-        rank[chosen],
-        scores[chosen],
-        anchors[chosen].astype(np.int64),
-    )
-    return Candidates(unique[appearance][kept], table=table)
+    return Candidates(unique[appearance], table=union).take(kept)

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from app.candidates.base import SourceConfig, SourceInput, SourceResult, keep_allowed
-from app.candidates.memory_search import NormOrderedSearch
+from app.candidates.memory_search import InMemorySearch, NormOrderedSearch
 from app.candidates.partitioned_search import PartitionedSearch, Partitions
 from app.deadlines import Fault, inject
 from app.domain import UserState
@@ -28,7 +28,7 @@ class VectorIndex:
     search: dict[str, int]
     measured_k: int = 1000  # the k the build measured `search` at
     faults: Mapping[str, Fault] = field(default_factory=dict)  # test only: ann:<column>
-    memory: NormOrderedSearch | PartitionedSearch | None = None  # in memory, if the build chose
+    memory: InMemorySearch | None = None  # in memory, if the build chose
     partitions: Partitions | None = None  # what a partitioned search was built from
 
     async def nearest(
@@ -75,7 +75,7 @@ class VectorIndex:
 
 def memory_search(
     vectors: np.ndarray, search: dict[str, int], partitions: Partitions | None = None
-) -> NormOrderedSearch | PartitionedSearch | None:
+) -> InMemorySearch | None:
     """The in-memory search the manifest asks for: partitioned (given its partitions), exact
     ({"memory": 1}), or none (LanceDB)."""
     if partitions is not None:

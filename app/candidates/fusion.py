@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from app.domain import SourceHit
+from app.domain import HitTable, SourceHit
 
 RRF_K = 60.0
 BANDS = 16  # rank bands 2**b <= rank < 2**(b+1); deeper ranks share the last band
@@ -27,35 +27,22 @@ class Fusion(Protocol):
         """An item's fused score from every source hit that found it (higher is better)."""
         ...
 
-    def scores(self, hits: HitColumns) -> np.ndarray:
-        """`score` of every item at once, from all hits in columns (the request path)."""
+    def scores(self, hits: HitTable, rows: int) -> np.ndarray:
+        """`score` of each of `rows` items at once, from all their hits in columns."""
         ...
 
 
-class HitColumns:
-    """Every source hit of a stage-1 union in columns: hit j is `rank[j]` in source
-    `sources[source_of[j]]` and found the item at union position `item_of[j]`."""
-
-    def __init__(
-        self, sources: list[str], source_of: np.ndarray, rank: np.ndarray, item_of: np.ndarray
-    ) -> None:
-        self.sources = sources
-        self.source_of = source_of
-        self.rank = rank
-        self.item_of = item_of
-        self.items = int(item_of.max()) + 1 if len(item_of) else 0
-
-    def total(self, per_hit: np.ndarray) -> np.ndarray:
-        """Per item, the sum of a per-hit value (in hit order, as a loop over hits would add)."""
-        return np.bincount(self.item_of, weights=per_hit, minlength=self.items)
+def _total(hits: HitTable, per_hit: np.ndarray, rows: int) -> np.ndarray:
+    """Per item, the sum of a per-hit value (in hit order, as a loop over hits would add)."""
+    return np.bincount(hits.row, weights=per_hit, minlength=rows)
 
 
 def reciprocal_rank(hits: list[SourceHit]) -> float:
     return sum(1.0 / (RRF_K + h.rank) for h in hits)
 
 
-def reciprocal_ranks(hits: HitColumns) -> np.ndarray:
-    return hits.total(1.0 / (RRF_K + hits.rank))
+def reciprocal_ranks(hits: HitTable, rows: int) -> np.ndarray:
+    return _total(hits, 1.0 / (RRF_K + hits.rank), rows)
 
 
 class ReciprocalRank:
@@ -64,8 +51,8 @@ class ReciprocalRank:
     def score(self, hits: list[SourceHit]) -> float:
         return reciprocal_rank(hits)
 
-    def scores(self, hits: HitColumns) -> np.ndarray:
-        return reciprocal_ranks(hits)
+    def scores(self, hits: HitTable, rows: int) -> np.ndarray:
+        return reciprocal_ranks(hits, rows)
 
 
 def band(rank: int) -> int:
@@ -97,12 +84,12 @@ class Calibrated:
         # reciprocal rank only breaks ties: it is far below any difference of rates
         return total + 1e-9 * reciprocal_rank(hits)
 
-    def scores(self, hits: HitColumns) -> np.ndarray:
+    def scores(self, hits: HitTable, rows: int) -> np.ndarray:
         table = np.array(
             [self.hit_rates.get(s, np.full(BANDS, self.floor)) for s in hits.sources]
         ).reshape(len(hits.sources), BANDS)
-        rates = table[hits.source_of, bands(hits.rank)]
-        return hits.total(rates) + 1e-9 * reciprocal_ranks(hits)
+        rates = table[hits.source, bands(hits.rank)]
+        return _total(hits, rates, rows) + 1e-9 * reciprocal_ranks(hits, rows)
 
     def to_manifest(self) -> dict[str, Any]:
         return {"kind": self.name, "hit_rates": {s: r.tolist() for s, r in self.hit_rates.items()}}

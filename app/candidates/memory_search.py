@@ -22,18 +22,16 @@ FIRST_CHUNK = 4  # times k rows in the first chunk; each next chunk is twice as 
 MAX_CHUNK = 1 << 17
 
 
-class NormOrderedSearch:
-    """Top-k dot products over `vectors` (n, d), exact up to `max_rows` rows by norm."""
+class InMemorySearch:
+    """A top-k dot-product search over vectors held by the serving process.
 
-    def __init__(self, vectors: np.ndarray, max_rows: int | None = None) -> None:
-        norms = np.linalg.norm(vectors, axis=1)
-        order = np.argsort(-norms, kind="stable")
-        if max_rows is not None:
-            order = order[:max_rows]
-        self.order = order.astype(np.int64)
-        self.vectors = np.ascontiguousarray(vectors[self.order], dtype=np.float32)
-        self.norms = norms[self.order].astype(np.float32)
-        # A few-thousand-row product is quicker on one BLAS thread than split across busy cores.
+    Its products are a few thousand rows by one query: quicker on one BLAS thread than split
+    across busy cores, also where the engine's own limit does not hold (the build's trials).
+    """
+
+    order: np.ndarray  # the item_index of each row searched
+
+    def __init__(self) -> None:
         self._blas = ThreadpoolController()
 
     def __len__(self) -> int:
@@ -45,9 +43,9 @@ class NormOrderedSearch:
         k: int,
         allows: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, int]:
-        """(item_index, scores) of the k best allowed rows, best first, and the rows scanned."""
+        """(item_index, scores) of the k best allowed rows found, best first, and rows scanned."""
         with self._blas.limit(limits=1, user_api="blas"):
-            return self._nearest(query, k, allows)
+            return self._nearest(np.asarray(query, dtype=np.float32), k, allows)
 
     def _nearest(
         self,
@@ -55,7 +53,28 @@ class NormOrderedSearch:
         k: int,
         allows: Callable[[np.ndarray], np.ndarray] | None,
     ) -> tuple[np.ndarray, np.ndarray, int]:
-        query = np.asarray(query, dtype=np.float32)
+        raise NotImplementedError
+
+
+class NormOrderedSearch(InMemorySearch):
+    """Top-k dot products over `vectors` (n, d), exact up to `max_rows` rows by norm."""
+
+    def __init__(self, vectors: np.ndarray, max_rows: int | None = None) -> None:
+        super().__init__()
+        norms = np.linalg.norm(vectors, axis=1)
+        order = np.argsort(-norms, kind="stable")
+        if max_rows is not None:
+            order = order[:max_rows]
+        self.order = order.astype(np.int64)
+        self.vectors = np.ascontiguousarray(vectors[self.order], dtype=np.float32)
+        self.norms = norms[self.order].astype(np.float32)
+
+    def _nearest(
+        self,
+        query: np.ndarray,
+        k: int,
+        allows: Callable[[np.ndarray], np.ndarray] | None,
+    ) -> tuple[np.ndarray, np.ndarray, int]:
         bound = float(np.linalg.norm(query))
         n = len(self.order)
         best_items = np.zeros(0, dtype=np.int64)

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
+
+from app.candidates.memory_search import InMemorySearch
 
 KIND = "partitioned"  # the manifest's index kind for this search
 PROJECT_CHUNK = 65_536  # rows projected at a time while loading (bounds the temporary copy)
@@ -68,20 +69,25 @@ class Partitions:
         return found
 
     def assign(self, vectors: np.ndarray) -> np.ndarray:
-        """The partition of each row: its nearest centroid by inner product."""
-        out = np.empty(len(vectors), dtype=np.int32)
-        for start in range(0, len(vectors), PROJECT_CHUNK):
-            block = np.asarray(vectors[start : start + PROJECT_CHUNK], dtype=np.float32)
-            out[start : start + len(block)] = np.argmax(block @ self.centroids.T, axis=1)
-        return out
+        return nearest_centroid(vectors, self.centroids)
 
 
-class PartitionedSearch:
+def nearest_centroid(vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """The partition of each row: its nearest centroid by inner product (in chunks)."""
+    out = np.empty(len(vectors), dtype=np.int32)
+    for start in range(0, len(vectors), PROJECT_CHUNK):
+        block = np.asarray(vectors[start : start + PROJECT_CHUNK], dtype=np.float32)
+        out[start : start + len(block)] = np.argmax(block @ centroids.T, axis=1)
+    return out
+
+
+class PartitionedSearch(InMemorySearch):
     """Top-k dot products over `vectors` (n, d): `nprobes` partitions scanned, `refine` x k kept."""
 
     def __init__(
         self, vectors: np.ndarray, partitions: Partitions, nprobes: int, refine: int
     ) -> None:
+        super().__init__()
         n = len(vectors)
         known = partitions.partition_of[:n]
         if len(known) < n:  # items upserted after the build: put each in its nearest partition
@@ -99,20 +105,6 @@ class PartitionedSearch:
             rows = self.order[start : start + PROJECT_CHUNK]
             projected[start : start + len(rows)] = vectors[rows] @ self.projection
         self.projected = projected
-        self._blas = ThreadpoolController()
-
-    def __len__(self) -> int:
-        return len(self.order)
-
-    def nearest(
-        self,
-        query: np.ndarray,
-        k: int,
-        allows: Callable[[np.ndarray], np.ndarray] | None = None,
-    ) -> tuple[np.ndarray, np.ndarray, int]:
-        """(item_index, scores) of the k best allowed rows found, best first, and rows scanned."""
-        with self._blas.limit(limits=1, user_api="blas"):
-            return self._nearest(np.asarray(query, dtype=np.float32), k, allows)
 
     def _nearest(
         self,
