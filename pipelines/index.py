@@ -25,6 +25,7 @@ from app.candidates.partitioned_search import KIND as PARTITIONED
 from app.candidates.partitioned_search import PartitionedSearch, Partitions
 from app.store import IndexChoice
 from pipelines.partitions import fit_partitions
+from pipelines.scale import CATALOG_SCALE_ITEMS
 from pipelines.steps import Step
 
 METRIC: Final = "dot"
@@ -34,7 +35,7 @@ MIN_ROWS_FOR_PQ = 100_000  # PQ codebooks need many rows per partition to be wor
 # for one 64-d column on 2 cores, and it reached 0.54 recall@1000 on ALS dot products); the
 # in-memory norm-ordered exact search is tried first, and IVF_PQ only when that is slower than
 # MEMORY_FAST_MS at p50 (unit-norm content vectors leave it nothing to prune).
-SCALE_ROWS = 300_000
+SCALE_ROWS = CATALOG_SCALE_ITEMS
 MEMORY_FAST_MS = 5.0
 MEMORY_PROBES = 20  # queries timed for the in-memory search before IVF_PQ is considered
 

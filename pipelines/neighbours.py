@@ -9,10 +9,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from pipelines.scale import CATALOG_SCALE_ITEMS
+
 BLOCK_ITEMS = 1024  # at most 32,767 (block positions are int16)
 # Catalogs above MAX_ITEMS get neighbours among their WIDEST_ITEMS widest-audience items only
 # (the long tail keeps none, as with EASE): the cost grows with the co-occurrences covered.
-MAX_ITEMS = 300_000
+MAX_ITEMS = CATALOG_SCALE_ITEMS
 WIDEST_ITEMS = 100_000
 
 

@@ -27,6 +27,7 @@ from app.pipeline import Pipeline, PipelineConfig
 from app.ranking import MODEL_FILE
 from app.runtime import Runtime
 from app.store import CatalogVersion
+from pipelines.scale import CATALOG_SCALE_ITEMS
 from pipelines.steps import Step
 
 
@@ -44,7 +45,7 @@ FUSION_USERS = 500  # users whose full candidate union measures the fusion
 # data of 3,000 users plus the fusion's 500 took 21 minutes. Above SCALE_MIN_ITEMS items at most
 # SCALE_MAX_USERS users are sampled for training and SCALE_FUSION_USERS for the fusion; smaller
 # catalogs (ml-latest-small: 610 users) are sampled as before.
-SCALE_MIN_ITEMS = 300_000
+SCALE_MIN_ITEMS = CATALOG_SCALE_ITEMS
 SCALE_MAX_USERS = 800
 SCALE_FUSION_USERS = 250
 OFFLINE_DEADLINE_MS = 10_000.0  # offline, a slow source is waited for, not dropped
