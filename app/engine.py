@@ -35,6 +35,7 @@ from app.domain import (
 )
 from app.errors import BadRequest, CatalogError, ReloadFailed, ShortlistError
 from app.pipeline import USER_STATE, Pipeline
+from app.realtime.feed import ItemsNotice, Polled
 from app.realtime.fold_in import FoldIn
 from app.realtime.item_upserts import check_drafts
 from app.realtime.live import Live
@@ -280,14 +281,16 @@ class Engine:
         live = self._live()
         drafts = check_drafts(drafts, self.settings.max_items_per_call)
         vectors = await live.items.embed(drafts, self.current.runtime.manifest.content_dim)
-        async with self._swap:
+        async with self._swap, live.feed.items_lock():  # one writer across replicas too
             rows = await live.items.record(drafts, vectors)
             loaded = self.current
             runtime, inserted, updated = await live.items.apply(loaded.runtime, rows)
-            if inserted or updated:
+            if runtime is not loaded.runtime:
                 self.current = self._assemble(
                     self.settings, runtime, live, loaded.fold_in, loaded.revision + 1
                 )
+            if inserted or updated:  # before the answer: every replica's next request sees them
+                await live.feed.publish_items(ItemsNotice(runtime.version, inserted + updated))
         self._spawn(self.refresh_index())
         return UpsertedItems(inserted, updated)
 
@@ -328,12 +331,37 @@ class Engine:
         if self.live is None:
             return
         try:
-            pinned = await self.live.catch_up()
+            polled = await self.live.catch_up()
         except Exception as exc:
             log.warning("cannot read the replicas' shared state: %s", exc)
             return
-        if pinned is not None and pinned != self.current.runtime.version:
-            await self._follow(pinned)
+        if polled.version is not None and polled.version != self.current.runtime.version:
+            await self._follow(polled.version)  # its start applies every live item
+        elif polled.gap or polled.items:
+            await self._follow_items(polled)
+
+    async def _follow_items(self, polled: Polled) -> None:
+        """Take in the items other replicas wrote into the serving version's table (all the
+        live items after a gap in the feed). A failed read is logged; the next notice, switch
+        or restart takes them in, since the table holds them."""
+        live = self._live()
+        async with self._swap:
+            loaded = self.current
+            version = loaded.runtime.version
+            if polled.gap:
+                stored = await live.items.stored()
+                ids = stored["item_id"].to_pylist() if stored is not None else []
+            else:
+                ids = [i for n in polled.items if n.version == version for i in n.item_ids]
+            try:
+                runtime = await live.items.follow(loaded.runtime, list(dict.fromkeys(ids)))
+            except Exception as exc:
+                log.error("cannot take in the items another replica upserted: %s", exc)
+                return
+            if runtime is not loaded.runtime:
+                self.current = self._assemble(
+                    self.settings, runtime, live, loaded.fold_in, loaded.revision + 1
+                )
 
     async def _follow(self, version: str) -> None:
         """Serve `version`, which another replica pinned (requests wait: every replica must
@@ -365,8 +393,11 @@ class Engine:
         live = self._live()
         rows = await live.items.stored()
         if rows is not None:
-            runtime, inserted, updated = await live.items.apply(loaded.runtime, rows)
-            if inserted or updated:
+            async with live.feed.items_lock():
+                runtime, inserted, updated = await live.items.apply(loaded.runtime, rows)
+                if inserted or updated:
+                    await live.feed.publish_items(ItemsNotice(runtime.version, inserted + updated))
+            if runtime is not loaded.runtime:
                 loaded = self._assemble(
                     self.settings, runtime, live, loaded.fold_in, loaded.revision + 1
                 )

@@ -6,31 +6,40 @@ whichever users it is for; the per-user limit of `app.realtime.intake` applies o
 is the configured key it presents (`app.access.client_of`), else its address.
 
 A refusal is `RateLimited`, saying how long until the cost would be available. The buckets live
-in this process's memory; `BucketStore` is the seam where a shared store (e.g. Redis, so that
-several server processes share one budget) replaces `MemoryBuckets`.
+in this process's memory (`MemoryBuckets`), or in Redis when SHORTLIST_REDIS_URL is set
+(`RedisBuckets`: one Lua script per charge, on Redis's clock), so that replicas and `serve
+--workers` processes share one budget per client instead of each granting it in full. A Redis
+that cannot be reached falls back on this process's own buckets (logged) rather than refusing.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+import redis.asyncio as redis
 
 from app.errors import RateLimited
 from app.settings import Settings
+
+log = logging.getLogger("shortlist.rate_limits")
 
 MAX_TRACKED = 100_000  # buckets kept before the full ones are forgotten
 
 
 class BucketStore(Protocol):
-    def take(self, key: str, cost: float, rate: float, burst: float, now: float) -> float:
+    async def take(self, key: str, cost: float, rate: float, burst: float, now: float) -> float:
         """Take `cost` tokens from bucket `key` (refilled at `rate`/s up to `burst`).
 
         Returns 0.0 when taken, else the seconds until `cost` tokens would be there (nothing is
         taken then)."""
         ...
+
+    async def close(self) -> None: ...
 
 
 class MemoryBuckets:
@@ -40,7 +49,13 @@ class MemoryBuckets:
         self.max_tracked = max_tracked
         self._buckets: dict[str, tuple[float, float]] = {}
 
-    def take(self, key: str, cost: float, rate: float, burst: float, now: float) -> float:
+    async def take(self, key: str, cost: float, rate: float, burst: float, now: float) -> float:
+        return self.take_now(key, cost, rate, burst, now)
+
+    async def close(self) -> None:
+        return None
+
+    def take_now(self, key: str, cost: float, rate: float, burst: float, now: float) -> float:
         tokens, at = self._buckets.get(key, (burst, now))
         tokens = min(burst, tokens + max(0.0, now - at) * rate)
         if tokens >= cost:
@@ -55,6 +70,55 @@ class MemoryBuckets:
         """Drop buckets that have refilled since: they behave exactly like absent ones."""
         refill = burst / rate
         self._buckets = {k: b for k, b in self._buckets.items() if now - b[1] < refill}
+
+
+# KEYS[1]: the bucket; ARGV: cost, rate, burst. Time is Redis's, the same for every replica.
+# Returns the seconds to wait as a string (0 when taken). An idle bucket expires once it would
+# have refilled: an absent bucket is a full one.
+_TAKE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local cost, rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local held = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(held[1]) or burst
+local at = tonumber(held[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local wait = 0
+if tokens >= cost then tokens = tokens - cost else wait = (cost - tokens) / rate end
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens),
+           'at', string.format('%.6f', now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return string.format('%.6f', wait)
+"""
+
+
+class RedisBuckets:
+    """Token buckets in Redis hashes under `<namespace>:rate:<key>`, shared by replicas."""
+
+    def __init__(self, client: Any, namespace: str) -> None:
+        self.client = client
+        self.prefix = f"{namespace}:rate:"
+        self.script = client.register_script(_TAKE)
+        self.fallback = MemoryBuckets()  # while Redis cannot be reached
+        self._reachable = True
+
+    @classmethod
+    def connect(cls, url: str, namespace: str) -> RedisBuckets:
+        return cls(redis.from_url(url, decode_responses=True), namespace)
+
+    async def take(self, key: str, cost: float, rate: float, burst: float, now: float) -> float:
+        try:
+            wait = float(await self.script(keys=[self.prefix + key], args=[cost, rate, burst]))
+        except (redis.RedisError, OSError) as exc:
+            if self._reachable:
+                log.warning("rate limits: Redis unreachable, this process counts alone: %s", exc)
+                self._reachable = False
+            return self.fallback.take_now(key, cost, rate, burst, now)
+        self._reachable = True
+        return wait
+
+    async def close(self) -> None:
+        await self.client.aclose()
 
 
 @dataclass(frozen=True)
@@ -80,6 +144,9 @@ class RateLimits:
 
     @classmethod
     def from_settings(cls, settings: Settings, store: BucketStore | None = None) -> RateLimits:
+        """The configured budgets, in Redis when SHORTLIST_REDIS_URL is set (else in memory)."""
+        if store is None and settings.redis_url is not None:
+            store = RedisBuckets.connect(settings.redis_url, settings.redis_namespace)
         return cls(
             Budget(
                 "queries",
@@ -96,14 +163,17 @@ class RateLimits:
             store,
         )
 
-    def charge(self, budget: Budget, client: str, cost: int) -> None:
+    async def close(self) -> None:
+        await self.store.close()
+
+    async def charge(self, budget: Budget, client: str, cost: int) -> None:
         """Take `cost` from the client's bucket of `budget`, or raise RateLimited.
 
         A cost above the burst is charged as the whole burst: such a call waits for a full
         bucket rather than never passing."""
         if budget.rate <= 0 or cost <= 0:
             return
-        wait = self.store.take(
+        wait = await self.store.take(
             f"{budget.name}:{client}",
             min(float(cost), budget.burst),
             budget.rate,

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -53,7 +55,7 @@ def create_app(settings: Settings, graphql: Any) -> Starlette:
             raise
         engine.observers.append(metrics.observe_result)
         app.state.engine = engine
-        app.state.rate_limits = RateLimits.from_settings(settings)
+        app.state.rate_limits = rate_limits = RateLimits.from_settings(settings)
         log.info("serving %s from %s", engine.current.runtime.version, settings.db_path)
         hangup = _reload_on_sighup(engine)
         try:
@@ -61,6 +63,7 @@ def create_app(settings: Settings, graphql: Any) -> Starlette:
                 yield
         finally:
             hangup()
+            await rate_limits.close()
             await engine.close()
 
     async def healthz(request: Request) -> JSONResponse:
@@ -70,7 +73,13 @@ def create_app(settings: Settings, graphql: Any) -> Starlette:
         engine: Engine | None = getattr(request.app.state, "engine", None)
         if engine is None:
             return JSONResponse({"status": "starting"}, status_code=503)
-        return JSONResponse({"status": "ready", "modelVersion": engine.current.runtime.version})
+        return JSONResponse(
+            {
+                "status": "ready",
+                "modelVersion": engine.current.runtime.version,
+                "replica": f"{socket.gethostname()}:{os.getpid()}",  # which process answered
+            }
+        )
 
     async def exposition(request: Request) -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE)

@@ -1,4 +1,4 @@
-"""HTTP load with wrk against a real `shortlist serve` (uvicorn) process.
+"""HTTP load with wrk against a real `shortlist serve` (uvicorn) process, or several workers.
 
 A Lua script POSTs the GraphQL recommendations query (count 30, explain off) for a seeded list
 of known users, a different user on every request. wrk runs for a fixed time at each number of
@@ -6,10 +6,14 @@ open connections; its own latency distribution (`--latency`) gives p50 and p99 a
 the requests per second and any non-2xx answers. The server runs on a scratch catalog root (the
 serving version linked in, its own live database), so the measured catalog is never written to.
 
-Each level also reports the server process's CPU time per answered request (Linux /proc: user
-plus system, every thread) and the 1-minute load average when it ended: on a shared machine
-wall-clock throughput is noisy, the server's CPU per request much less so. And the share of
-answers that were degraded (a stage or source past its deadline, from /metrics): more
+With `workers` above 1 the server is `shortlist serve --workers N`: N replicas on one socket,
+sharing a redis-server this benchmark starts (no persistence, a free port) and stops.
+
+Each level also reports the server's CPU time per answered request (Linux /proc: user plus
+system, every thread of every process of the server - and of the Redis, separately) and the
+1-minute load average when it ended: on a shared machine wall-clock throughput is noisy, the
+server's CPU per request much less so. And the share of answers that were degraded (a stage or
+source past its deadline), counted by the Lua script in the answers wrk received: more
 connections can raise requests/s only by answering from fallbacks, which cost less CPU too.
 """
 
@@ -47,14 +51,33 @@ _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 LUA = """-- wrk: POST the recommendations query for a different user on every request
 local users = {%(users)s}
+local threads = {}
 local n = 0
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+function setup(thread)
+  table.insert(threads, thread)
+end
+function init(args)
+  degraded = 0
+end
 request = function()
   n = n + 1
   local user = users[(n %% #users) + 1]
   local body = '{"query": %(query)s, "variables": {"u": "' .. user .. '"}}'
   return wrk.format(nil, "/graphql", nil, body)
+end
+response = function(status, headers, body)
+  if string.find(body, '"degraded":%%s*true') then
+    degraded = degraded + 1
+  end
+end
+done = function(summary, latency, requests)
+  local total = 0
+  for _, thread in ipairs(threads) do
+    total = total + thread:get("degraded")
+  end
+  io.write(string.format("Degraded answers: %%d\\n", total))
 end
 """
 
@@ -64,23 +87,24 @@ SERVER_ENV = {"SHORTLIST_QUERY_RATE_PER_CLIENT": "0"}
 
 
 class Server:
-    """`shortlist serve` on a free port, its log appended to `log`."""
+    """`shortlist serve [--workers N]` on a free port, its log appended to `log`."""
 
-    def __init__(self, root: Path, log: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
+    def __init__(
+        self, root: Path, log: Path, workers: int = 1, env: dict[str, str] | None = None
+    ) -> None:
+        self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = ["-c", "from pipelines.cli import main; main()", "serve", "--db", str(root)]
+        command += ["--port", str(self.port), "--workers", str(workers)]
         with log.open("a") as out:
             self.process = subprocess.Popen(
-                [sys.executable, *command, "--port", str(self.port)],
-                env={**os.environ, **SERVER_ENV},
+                [sys.executable, *command],
+                env={**os.environ, **SERVER_ENV, **(env or {})},
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
 
-    def wait_ready(self, timeout_s: float = 600) -> None:
+    def wait_ready(self, timeout_s: float = 900) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -94,40 +118,107 @@ class Server:
         raise RuntimeError("the server did not become ready")
 
     def cpu_seconds(self) -> float | None:
-        """The server's CPU time so far, user plus system, all threads (Linux /proc)."""
-        try:
-            stat = Path(f"/proc/{self.process.pid}/stat").read_text()
-        except OSError:
-            return None
-        fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def degraded_answers(self) -> float | None:
-        """How many answers the server degraded so far (its /metrics counter)."""
-        try:
-            text = httpx.get(f"{self.url}/metrics", timeout=10).text
-        except httpx.TransportError:
-            return None
-        match = re.search(r"^shortlist_degraded_responses_total (\S+)", text, re.M)
-        return float(match.group(1)) if match else None
+        """The server's CPU time so far: every process of it (workers), every thread."""
+        return _cpu_seconds(_process_tree(self.process.pid))
 
     def peak_rss_mib(self) -> float | None:
-        """The server's peak resident memory so far (Linux /proc), None where unknown."""
-        try:
-            status = Path(f"/proc/{self.process.pid}/status").read_text()
-        except OSError:
-            return None
-        match = re.search(r"VmHWM:\s+(\d+) kB", status)
-        return round(int(match.group(1)) / 1024, 1) if match else None
+        """The server's peak resident memory so far, summed over its processes (Linux /proc)."""
+        peaks = [_peak_rss_mib(pid) for pid in _process_tree(self.process.pid)]
+        known = [p for p in peaks if p is not None]
+        return round(sum(known), 1) if known else None
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+        _stop(self.process)
+
+
+class Redis:
+    """A private redis-server for the workers (no persistence, a free port)."""
+
+    def __init__(self, scratch: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError(
+                "HTTP load with several workers needs redis-server (Debian: apt-get install -y "
+                "redis-server)"
+            )
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        command = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        self.process = subprocess.Popen(
+            [*command, "--appendonly", "no"],
+            cwd=scratch,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError("redis-server exited at start-up")
             try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not start listening") from None
+                time.sleep(0.05)
+
+    def cpu_seconds(self) -> float | None:
+        return _cpu_seconds([self.process.pid])
+
+    def stop(self) -> None:
+        _stop(self.process)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _process_tree(pid: int) -> list[int]:
+    """The process and its descendants (Linux /proc), those still running."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                queue += [int(child) for child in task.read_text().split()]
+            except OSError:
+                continue
+    return found
+
+
+def _cpu_seconds(pids: list[int]) -> float | None:
+    total, seen = 0.0, False
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        seen = True
+    return total if seen else None
+
+
+def _peak_rss_mib(pid: int) -> float | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    match = re.search(r"VmHWM:\s+(\d+) kB", status)
+    return int(match.group(1)) / 1024 if match else None
+
+
+def _stop(process: subprocess.Popen[Any]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def lua_script(users: list[str]) -> str:
@@ -158,6 +249,9 @@ def parse_wrk(output: str) -> dict[str, Any]:
     found["requests"] = int(total.group(1)) if total else 0
     found["non_2xx"] = int(bad.group(1)) if bad else 0
     found["socket_errors"] = sum(int(g) for g in errors.groups()) if errors else 0
+    degraded = re.search(r"Degraded answers: (\d+)", output)
+    if degraded and found["requests"]:
+        found["degraded_share"] = round(int(degraded.group(1)) / found["requests"], 3)
     return found
 
 
@@ -189,6 +283,7 @@ def http_load(
     seconds: float = 20.0,
     seed: int = 0,
     users: int = 2000,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """wrk at each concurrency against a fresh server; {'available': False} without wrk."""
     wrk = shutil.which("wrk")
@@ -205,7 +300,9 @@ def http_load(
         root = scratch_root(db, Path(scratch))
         script = Path(scratch) / "recommendations.lua"
         script.write_text(lua_script(_users(db, users, seed)))
-        server = Server(root, Path(scratch) / "server.log")
+        redis = Redis(Path(scratch)) if workers > 1 else None
+        env = {"SHORTLIST_REDIS_URL": redis.url} if redis is not None else {}
+        server = Server(root, Path(scratch) / "server.log", workers, env)
         try:
             server.wait_ready()
             warm = [wrk, "-t1", "-c4", "-d3s", "-s", str(script), server.url]
@@ -214,25 +311,25 @@ def http_load(
                 threads = str(min(2, connections))
                 command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s"]
                 command += ["--timeout", "10s", "--latency", "-s", str(script), server.url]
-                before, degraded = server.cpu_seconds(), server.degraded_answers()
+                before = server.cpu_seconds(), redis.cpu_seconds() if redis else None
                 done = subprocess.run(command, capture_output=True, text=True, check=True)
-                after, degraded_after = server.cpu_seconds(), server.degraded_answers()
+                after = server.cpu_seconds(), redis.cpu_seconds() if redis else None
                 row = {"connections": connections, **parse_wrk(done.stdout)}
-                if before is not None and after is not None and row["requests"]:
-                    cpu_ms = 1000 * (after - before) / row["requests"]
-                    row["server_cpu_ms_per_request"] = round(cpu_ms, 2)
-                if degraded is not None and degraded_after is not None and row["requests"]:
-                    share = (degraded_after - degraded) / row["requests"]
-                    # requests wrk left unfinished at the previous level end in this window
-                    row["degraded_share"] = round(min(1.0, share), 3)
+                for name, was, now in zip(("server", "redis"), before, after, strict=True):
+                    if was is not None and now is not None and row["requests"]:
+                        per = 1000 * (now - was) / row["requests"]
+                        row[f"{name}_cpu_ms_per_request"] = round(per, 2)
                 row["load_1m"] = round(os.getloadavg()[0], 2)
                 rows.append(row)
             peak = server.peak_rss_mib()
         finally:
             server.stop()
+            if redis is not None:
+                redis.stop()
     return {
         "available": True,
         "tool": "wrk",
+        "workers": workers,
         "seconds": seconds,
         "query": QUERY,
         "rows": rows,

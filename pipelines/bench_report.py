@@ -55,31 +55,47 @@ def markdown(report: dict[str, Any]) -> str:
             f"{row['ann']['p99_ms']} | {row['exact_numpy']['p50_ms']} | "
             f"{row['exact_numpy']['p99_ms']} |"
         )
-    lines += ["", "**(c) HTTP load** (wrk, POST recommendations count 30, a user per request)", ""]
-    http = report["http"]
-    if not http.get("available"):
-        lines.append(f"Not measured: {http.get('reason')}")
-    else:
-        lines += [
-            "| connections | req/s | p50 ms | p90 ms | p99 ms | requests | non-2xx "
-            "| socket errors | degraded | server CPU ms/request | load (1 min) |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for row in http["rows"]:
-            lines.append(
-                f"| {row['connections']} | {row['requests_per_s']:.1f} | {row.get('p50_ms')} | "
-                f"{row.get('p90_ms')} | {row.get('p99_ms')} | {row['requests']:,} | "
-                f"{row['non_2xx']} | {row['socket_errors']} | {row.get('degraded_share', 'n/a')} | "
-                f"{row.get('server_cpu_ms_per_request', 'n/a')} | {row.get('load_1m', 'n/a')} |"
-            )
-        lines += [
-            "",
-            f"Knee: {http['knee_connections']} connections (the fewest reaching 90% of the best "
-            "throughput among levels with at most 1% degraded answers); "
-            f"{http['seconds']:g} s per level. Server peak RSS: "
-            f"{http.get('server_peak_rss_mib', 'n/a')} MiB.",
-        ]
+    lines += _http_table(
+        report["http"],
+        "**(c) HTTP load** (wrk, POST recommendations count 30, "
+        "a user per request), one server process",
+    )
+    if "http_workers" in report:
+        workers = report["http_workers"]
+        lines += _http_table(
+            workers,
+            f"**(c) HTTP load, {workers.get('workers', 'several')} worker processes** "
+            "(`shortlist serve --workers`: replicas on one socket, sharing one redis-server)",
+        )
     return "\n".join(lines) + "\n"
+
+
+def _http_table(http: dict[str, Any], title: str) -> list[str]:
+    lines = ["", title, ""]
+    if not http.get("available"):
+        return [*lines, f"Not measured: {http.get('reason')}"]
+    lines += [
+        "| connections | req/s | p50 ms | p90 ms | p99 ms | requests | non-2xx "
+        "| socket errors | degraded | server CPU ms/request | load (1 min) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in http["rows"]:
+        lines.append(
+            f"| {row['connections']} | {row['requests_per_s']:.1f} | {row.get('p50_ms')} | "
+            f"{row.get('p90_ms')} | {row.get('p99_ms')} | {row['requests']:,} | "
+            f"{row['non_2xx']} | {row['socket_errors']} | {row.get('degraded_share', 'n/a')} | "
+            f"{row.get('server_cpu_ms_per_request', 'n/a')} | {row.get('load_1m', 'n/a')} |"
+        )
+    redis = [r["redis_cpu_ms_per_request"] for r in http["rows"] if "redis_cpu_ms_per_request" in r]
+    lines += [
+        "",
+        f"Knee: {http['knee_connections']} connections (the fewest reaching 90% of the best "
+        "throughput among levels with at most 1% degraded answers); "
+        f"{http['seconds']:g} s per level. Server peak RSS: "
+        f"{http.get('server_peak_rss_mib', 'n/a')} MiB"
+        + (f"; Redis CPU {min(redis)}-{max(redis)} ms per request." if redis else "."),
+    ]
+    return lines
 
 
 def _params(search: dict[str, int]) -> str:
@@ -94,27 +110,32 @@ def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    http = report["http"]
     counts = report["catalog"]["counts"]
     ax.set_title(f"Shortlist over HTTP: {counts['items']:,} items, {counts['users']:,} users")
-    rows = http.get("rows", []) if http.get("available") else []
-    if rows:
-        x = [r["connections"] for r in rows]
-        ax.plot(x, [r.get("p50_ms") for r in rows], "o-", label="p50 latency")
-        ax.plot(x, [r.get("p99_ms") for r in rows], "s-", label="p99 latency")
+    runs = [(report["http"], "1 process", "o")]
+    if "http_workers" in report:
+        runs.append(
+            (report["http_workers"], f"{report['http_workers'].get('workers')} workers", "s")
+        )
+    runs = [(h, name, m) for h, name, m in runs if h.get("available") and h.get("rows")]
+    if runs:
+        rate = ax.twinx()
+        for http, name, marker in runs:
+            rows = http["rows"]
+            x = [r["connections"] for r in rows]
+            ax.plot(x, [r.get("p99_ms") for r in rows], f"{marker}-", label=f"p99, {name}")
+            rate.plot(x, [r["requests_per_s"] for r in rows], f"{marker}--", label=f"req/s, {name}")
+            knee = http.get("knee_connections")
+            if knee is not None:
+                ax.axvline(knee, linestyle=":", color="red", label=f"knee, {name} ({knee})")
         ax.set_xscale("log", base=2)
         ax.set_xticks(x, [str(c) for c in x])
         ax.set_xlabel("concurrent connections (wrk)")
-        ax.set_ylabel("latency ms")
-        rate = ax.twinx()
-        rate.plot(x, [r["requests_per_s"] for r in rows], "^--", color="grey", label="req/s")
+        ax.set_ylabel("p99 latency ms")
         rate.set_ylabel("requests per second")
         rate.set_ylim(bottom=0)
-        knee = http.get("knee_connections")
-        if knee is not None:
-            ax.axvline(knee, color="red", linestyle=":", label=f"knee ({knee})")
         handles = ax.get_legend_handles_labels()[0] + rate.get_legend_handles_labels()[0]
-        ax.legend(handles=handles, loc="upper left", fontsize=8)
+        ax.legend(handles=handles, loc="upper left", fontsize=7)
     else:
         ax.text(0.5, 0.5, "HTTP load not measured (no wrk)", ha="center", transform=ax.transAxes)
     ax.set_ylim(bottom=0)

@@ -82,6 +82,7 @@ def scale_bench(
     http_seconds: float = 20.0,
     concurrency: tuple[int, ...] = CONCURRENCY,
     seed: int = 42,
+    http_workers: int = 2,
 ) -> dict[str, Any]:
     """The whole scale benchmark on `work`/source and `work`/db; reports written into `out`."""
     work.mkdir(parents=True, exist_ok=True)
@@ -94,6 +95,10 @@ def scale_bench(
     report["serving_peak_rss_mib"] = _self_peak_mib()  # the in-process engine, both runs
     report["ann"] = ann_recall(db, ann_queries, seed=seed)
     report["http"] = http_load(db, concurrency, http_seconds, seed)
+    if http_workers > 1:  # the same load on replicas on one socket (one Redis)
+        report["http_workers"] = http_load(
+            db, concurrency, http_seconds, seed, workers=http_workers
+        )
     write_report(report, out)
     return report
 

@@ -96,30 +96,32 @@ def serve(
     db: DbOption = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Worker processes on one socket (replicas of one another: more than one needs "
+            "SHORTLIST_REDIS_URL).",
+            min=1,
+            max=64,
+        ),
+    ] = 1,
 ) -> None:
     """Serve the GraphQL API (and GraphiQL) at http://HOST:PORT/graphql."""
-    import uvicorn
-
-    from app.server import create_app
     from app.store import CatalogRoot
-    from schema.http import graphql_app
+    from pipelines.serve import serve as run_server
 
-    settings = _settings(db_path=db, host=host, port=port)
+    given = {"db_path": db, "host": host, "port": port}
+    settings = _settings(**given)
     CatalogRoot(settings.db_path).open()  # fail fast, with one clear message, before uvicorn
-    app = create_app(settings, graphql_app(settings.graphiql))
+    for name, value in given.items():  # worker processes read their settings from here
+        if value is not None:
+            os.environ[f"SHORTLIST_{name.upper()}"] = str(value)
     err.print(
         f"[bold green]starting[/] on http://{settings.host}:{settings.port}/graphql"
         f"{' (GraphiQL)' if settings.graphiql else ''}"
+        f"{f' with {workers} workers' if workers > 1 else ''}"
     )
-    # the GraphQL endpoint logs one line per request itself: uvicorn's access log would repeat it
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-    )
+    run_server(settings, workers)
 
 
 @cli.command()
@@ -170,6 +172,15 @@ def bench(
     concurrency: Annotated[
         str, typer.Option(help="--scale: wrk connection counts, comma-separated.")
     ] = "1,4,8,16,32,64",
+    http_workers: Annotated[
+        int,
+        typer.Option(
+            help="--scale: also load `serve --workers N` (replicas on one socket and one "
+            "redis-server the bench starts); 1: one process only.",
+            min=1,
+            max=64,
+        ),
+    ] = 2,
     seed: Annotated[int, typer.Option(help="Seed for the catalog and the sampled users.")] = 42,
     out: Annotated[Path | None, typer.Option(help="Write the report as JSON here.")] = None,
 ) -> None:
@@ -193,6 +204,7 @@ def bench(
             http_seconds=http_seconds,
             concurrency=levels,
             seed=seed,
+            http_workers=http_workers,
         )
         typer.echo(scale_markdown(report))
     elif faults:

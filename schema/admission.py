@@ -13,7 +13,7 @@ status 429, a Retry-After header and `retryAfter` (seconds) in the error's exten
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Literal
 
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, OperationDefinitionNode
@@ -27,13 +27,13 @@ from schema.context import Context
 from schema.errors import graphql_error
 
 
-def charge(context: Context, budget: Literal["queries", "events"], cost: int) -> None:
+async def charge(context: Context, budget: Literal["queries", "events"], cost: int) -> None:
     """Charge `cost` to the client's budget; a refusal is raised as a RATE_LIMITED error."""
     limits = context.rate_limits
     if limits is None:
         return
     try:
-        limits.charge(getattr(limits, budget), context.client, cost)
+        await limits.charge(getattr(limits, budget), context.client, cost)
     except RateLimited as exc:
         if context.response is not None:
             context.response.status_code = 429
@@ -51,14 +51,14 @@ class Admission(SchemaExtension):
                 raise graphql_error(exc) from None
         yield
 
-    def on_execute(self) -> Iterator[None]:
+    async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
         execution = self.execution_context
         if isinstance(execution.context, Context):
             document = execution.graphql_document
             operation = get_operation_ast(document, execution.operation_name) if document else None
             execution.context.operation = field_names(operation)
             if execution.operation_type is OperationType.QUERY:
-                charge(execution.context, "queries", top_level_fields(operation))
+                await charge(execution.context, "queries", top_level_fields(operation))
         yield
 
 

@@ -98,7 +98,7 @@ class Mutation:
             authorize(engine.settings, info.context.api_key, admin=False)
         except Exception as exc:
             raise graphql_error(exc) from None
-        charge(info.context, "events", len(events))  # nothing is written when refused
+        await charge(info.context, "events", len(events))  # nothing is written when refused
         try:
             drafts = [
                 EventDraft(

@@ -11,6 +11,11 @@ request, about the events another replica acknowledged.
                 Redis stream of acknowledged batches (each replica skips its own), and the
                 serving version pinned under one key
 
+Items upserted on one replica travel the same stream as notices (the version and the item ids
+written into its items table); a replica that reads one grows its in-memory catalog from the
+table's rows. Writes to a version's items table take the feed's items lock (a Redis lock with an
+expiry), so two replicas never give two new items the same item_index.
+
 A replica applies a feed batch once: its own batches are skipped by origin, and after a replay
 (start-up, version switch) the feed resumes from the stream's end as it was *before* the log was
 read, skipping the sequence numbers the replay already applied. Events reach the feed only after
@@ -24,16 +29,22 @@ import dataclasses
 import json
 import logging
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import redis.asyncio as redis
+from redis.exceptions import LockError
 
+from app.errors import ShortlistError
 from app.realtime.records import LiveEvent
 
 log = logging.getLogger("shortlist.realtime")
 
 READ_BATCHES = 1000  # stream entries per XREAD
+ITEMS_LOCK_HOLD_S = 120.0  # a replica that dies holding the items lock frees it after this
+ITEMS_LOCK_WAIT_S = 60.0  # how long an upsert waits for another replica's to finish
 # The counter holds the last sequence number given out. _FLOOR raises it to at least ARGV[1];
 # _ALLOCATE gives out ARGV[1] numbers, none at or below ARGV[2] (the last this replica knows of:
 # guards against a Redis that lost the counter while the replicas ran).
@@ -50,6 +61,19 @@ class Polled:
     events: list[LiveEvent] = field(default_factory=list)  # from other replicas, in feed order
     version: str | None = None  # the pinned serving version (None: none pinned)
     gap: bool = False  # entries this replica never read were trimmed: rebuild from the log
+    items: list[ItemsNotice] = field(default_factory=list)  # other replicas' upserts, in order
+
+
+@dataclass(frozen=True)
+class ItemsNotice:
+    version: str  # the catalog version whose items table was written
+    item_ids: list[str]  # inserted or changed there
+
+
+class ItemsBusy(ShortlistError):
+    """Another replica held the items lock for too long; nothing was written."""
+
+    code = "LIVE_STORE_UNAVAILABLE"
 
 
 class Feed(Protocol):
@@ -61,6 +85,12 @@ class Feed(Protocol):
 
     async def publish(self, events: list[LiveEvent]) -> None:
         """Tell the other replicas about durable events."""
+
+    async def publish_items(self, notice: ItemsNotice) -> None:
+        """Tell the other replicas that items were written into a version's items table."""
+
+    def items_lock(self) -> Any:
+        """An async context manager held while a replica writes a version's items table."""
 
     async def mark(self) -> None:
         """Resume reading at the feed's current end (called before the log is replayed)."""
@@ -85,6 +115,13 @@ class LocalFeed:
     async def publish(self, events: list[LiveEvent]) -> None:
         return None
 
+    async def publish_items(self, notice: ItemsNotice) -> None:
+        return None
+
+    @asynccontextmanager
+    async def items_lock(self) -> AsyncIterator[None]:
+        yield  # one process: the engine's own lock is enough
+
     async def mark(self) -> None:
         return None
 
@@ -107,6 +144,7 @@ class RedisFeed:
         self.stream = f"{namespace}:events"
         self.seq_key = f"{namespace}:seq"
         self.version_key = f"{namespace}:version"
+        self.items_lock_key = f"{namespace}:items-lock"
         self.max_batches = max_batches
         self.origin = uuid.uuid4().hex  # this replica, for the lifetime of the process
         self.cursor = "0-0"  # last stream entry read
@@ -134,6 +172,33 @@ class RedisFeed:
             approximate=True,
         )
 
+    async def publish_items(self, notice: ItemsNotice) -> None:
+        body = json.dumps({"version": notice.version, "item_ids": notice.item_ids})
+        await self.client.xadd(
+            self.stream,
+            {"origin": self.origin, "items": body},
+            maxlen=self.max_batches,
+            approximate=True,
+        )
+
+    @asynccontextmanager
+    async def items_lock(self) -> AsyncIterator[None]:
+        lock = self.client.lock(
+            self.items_lock_key, timeout=ITEMS_LOCK_HOLD_S, blocking_timeout=ITEMS_LOCK_WAIT_S
+        )
+        if not await lock.acquire():
+            raise ItemsBusy(
+                f"another replica has been writing items for over {ITEMS_LOCK_WAIT_S:g} s "
+                f"(Redis lock {self.items_lock_key}); nothing was written, try again"
+            )
+        try:
+            yield
+        finally:
+            try:
+                await lock.release()
+            except LockError:  # held past its expiry: another replica may have taken it since
+                log.warning("the items lock expired before this replica released it")
+
     async def mark(self) -> None:
         newest = await self.client.xrevrange(self.stream, count=1)
         self.cursor = newest[0][0] if newest else "0-0"
@@ -158,7 +223,12 @@ class RedisFeed:
                 first = False
             for entry_id, fields in entries:
                 self.cursor = entry_id
-                if fields.get("origin") != self.origin:
+                if fields.get("origin") == self.origin:
+                    continue
+                if "items" in fields:
+                    notice = json.loads(fields["items"])
+                    polled.items.append(ItemsNotice(notice["version"], notice["item_ids"]))
+                else:
                     polled.events += [LiveEvent(*row) for row in json.loads(fields["events"])]
             if len(entries) < READ_BATCHES:
                 return polled

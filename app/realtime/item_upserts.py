@@ -100,7 +100,6 @@ class ItemUpserts:
         catalog is grown from every table row it lacks: a write that landed in the table but
         never reached memory (a failure in between) is picked up by the next one.
         """
-        catalog = runtime.items
         table = await open_items_table(runtime.path)
         schema = await table.schema()
         dim = schema.field("content_vector").type.list_size
@@ -119,19 +118,29 @@ class ItemUpserts:
             first = int(await table.count_rows())
             await table.add(_new_version_rows(fresh, schema, first))
         touched = changed["item_id"].to_pylist() + fresh["item_id"].to_pylist()
-        lagging = await table.query().where(f"item_index >= {len(catalog)}").to_arrow()
-        if not touched and not lagging.num_rows:
-            return runtime, [], []
-        written = await _rows_of(table, touched)
-        written = pa.concat_tables(
-            [written.filter(pc.invert(pc.is_in(written["item_id"], lagging["item_id"]))), lagging]
-        )
-        grown = await asyncio.to_thread(catalog.with_rows, written)
         return (
-            await runtime.with_items(grown),
+            await self.follow(runtime, touched, table),
             fresh["item_id"].to_pylist(),
             changed["item_id"].to_pylist(),
         )
+
+    async def follow(self, runtime: Runtime, item_ids: list[str], table: Any = None) -> Runtime:
+        """The runtime with these items, as the version's table holds them, in its catalog, and
+        every table row the catalog lacks (items another replica appended). The same runtime
+        when there is nothing to take in."""
+        table = table if table is not None else await open_items_table(runtime.path)
+        catalog = runtime.items
+        lagging = await table.query().where(f"item_index >= {len(catalog)}").to_arrow()
+        if not item_ids and not lagging.num_rows:
+            return runtime
+        written = await _rows_of(table, item_ids)
+        written = pa.concat_tables(
+            [written.filter(pc.invert(pc.is_in(written["item_id"], lagging["item_id"]))), lagging]
+        )
+        if not written.num_rows:
+            return runtime
+        grown = await asyncio.to_thread(catalog.with_rows, written)
+        return await runtime.with_items(grown)
 
     async def refresh_index(self, path: Path, unindexed_at_least: int) -> bool:
         """Fold appended rows into the version's indexes and small fragments into big ones

@@ -136,9 +136,10 @@ class Live:
             log.info("replayed %d live events after #%d", len(logged), watermark)
         return len(logged)
 
-    async def catch_up(self) -> str | None:
-        """Apply what other replicas acknowledged since the last call; returns the pinned
-        serving version (None: none pinned, or no replicas)."""
+    async def catch_up(self) -> Polled:
+        """Apply the events other replicas acknowledged since the last call; returns what was
+        polled (the pinned serving version, other replicas' item notices, whether the feed had
+        a gap: the live state was then rebuilt from the log, and items may have been missed)."""
         async with self._catching_up:
             polled: Polled = await self.feed.poll()
             if not polled.gap:
@@ -151,7 +152,7 @@ class Live:
         if polled.gap:
             log.warning("the event feed was trimmed past this replica: rebuilding from the log")
             await self.replay(self.watermark)
-        return polled.version
+        return polled
 
     # --- user state -----------------------------------------------------------------------------
     async def user_state(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 import redis.asyncio as redis
 
 from app.caches import Caches
-from app.realtime.feed import RedisFeed
+from app.realtime.feed import ItemsNotice, RedisFeed
 from app.realtime.records import LiveEvent
 
 
@@ -54,6 +55,33 @@ async def test_a_published_batch_reaches_the_other_replicas_once_and_not_its_ori
     assert on_b.events[1] == _event(2, item="i2", event="dismiss")  # every field round-trips
     assert (await b.poll()).events == [], "read once"
     assert [e.seq for e in (await a.poll()).events] == [3]
+
+
+async def test_item_notices_reach_the_other_replicas_in_order_among_the_events(feeds) -> None:
+    a, b = feeds(), feeds()
+    await b.mark()
+    await a.publish([_event(1)])
+    await a.publish_items(ItemsNotice("v1", ["new-1", "new-2"]))
+    await a.publish([_event(2)])
+    await a.publish_items(ItemsNotice("v2", ["new-3"]))
+    polled = await b.poll()
+    assert [e.seq for e in polled.events] == [1, 2]
+    assert polled.items == [ItemsNotice("v1", ["new-1", "new-2"]), ItemsNotice("v2", ["new-3"])]
+    assert (await a.poll()).items == [], "a replica skips its own notices"
+
+
+async def test_the_items_lock_lets_one_replica_write_at_a_time(feeds) -> None:
+    a, b = feeds(), feeds()
+    order: list[str] = []
+
+    async def write(feed: RedisFeed, name: str) -> None:
+        async with feed.items_lock():
+            order.append(f"{name} in")
+            await asyncio.sleep(0.2)
+            order.append(f"{name} out")
+
+    await asyncio.gather(write(a, "a"), write(b, "b"))
+    assert order in (["a in", "a out", "b in", "b out"], ["b in", "b out", "a in", "a out"])
 
 
 async def test_mark_skips_what_a_replay_already_read(feeds) -> None:

@@ -88,6 +88,27 @@ async def test_new_items_reach_the_new_view_and_never_the_old_one(tmp_path) -> N
     assert (await items.stored()).num_rows == 2  # type: ignore[union-attr]
 
 
+async def test_a_replica_follows_the_items_another_one_wrote(tmp_path) -> None:
+    """Two replicas on one version: B takes in A's inserts and edits from the table."""
+    on_a = await version(tmp_path / "v1", 30)
+    table = await open_items_table(on_a.path)
+    on_b = await on_a.with_items(ItemCatalog.from_arrow(await table.to_arrow()))
+    a, b = await upserts(tmp_path), await upserts(tmp_path)
+    drafts, vectors = drafts_and_vectors(["n1", "n2"])
+    on_a, inserted, _ = await a.apply(on_a, await a.record(drafts, vectors))
+    followed = await b.follow(on_b, inserted)
+    assert list(followed.items.ids[30:]) == ["n1", "n2"]
+    found, _ = await followed.content_index.nearest(vectors[0], 1)
+    assert found[0] == followed.items.index_of("n1")
+
+    drafts[1] = ItemDraft("n2", "Renamed", genres=("drama",))
+    on_a, _, updated = await a.apply(on_a, await a.record(drafts, vectors))
+    assert updated == ["n2"]
+    again = await b.follow(followed, updated)
+    assert again.items.titles[31] == "Renamed" and again.items.genres[31] == ["drama"]
+    assert await b.follow(again, []) is again, "nothing new: the same runtime"
+
+
 async def test_rows_written_but_never_served_are_picked_up(tmp_path) -> None:
     runtime = await version(tmp_path / "v1", 20)
     table = await open_items_table(runtime.path)

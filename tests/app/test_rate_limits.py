@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.access import authorize_query, client_of
 from app.errors import RateLimited, Unauthenticated
-from app.rate_limits import Budget, MemoryBuckets, RateLimits
+from app.rate_limits import Budget, MemoryBuckets, RateLimits, RedisBuckets
 from app.settings import Settings
+from tests.e2e.serve import free_port
 
 
 class Clock:
@@ -26,49 +30,49 @@ def limits(rate: float = 10.0, burst: int = 20) -> tuple[RateLimits, Clock]:
     return RateLimits(*budgets, clock=clock), clock
 
 
-def test_a_burst_passes_then_the_client_waits_for_the_rate() -> None:
+async def test_a_burst_passes_then_the_client_waits_for_the_rate() -> None:
     rl, clock = limits(rate=10, burst=20)
     for _ in range(20):
-        rl.charge(rl.queries, "address:a", 1)
+        await rl.charge(rl.queries, "address:a", 1)
     with pytest.raises(RateLimited) as refused:
-        rl.charge(rl.queries, "address:a", 1)
+        await rl.charge(rl.queries, "address:a", 1)
     assert refused.value.code == "RATE_LIMITED"
     assert refused.value.retry_after_s == pytest.approx(0.1)
     assert refused.value.details == {"retryAfter": 0.1}
     assert "Q" in str(refused.value), "the refusal names the setting that raises the limit"
     clock.now += 0.1
-    rl.charge(rl.queries, "address:a", 1)
+    await rl.charge(rl.queries, "address:a", 1)
 
 
-def test_clients_and_budgets_have_their_own_buckets() -> None:
+async def test_clients_and_budgets_have_their_own_buckets() -> None:
     rl, _ = limits(rate=1, burst=2)
-    rl.charge(rl.queries, "address:a", 2)
-    rl.charge(rl.queries, "key:api", 2)  # another client
-    rl.charge(rl.events, "address:a", 200)  # another budget
+    await rl.charge(rl.queries, "address:a", 2)
+    await rl.charge(rl.queries, "key:api", 2)  # another client
+    await rl.charge(rl.events, "address:a", 200)  # another budget
     with pytest.raises(RateLimited):
-        rl.charge(rl.queries, "address:a", 1)
+        await rl.charge(rl.queries, "address:a", 1)
 
 
-def test_a_cost_above_the_burst_waits_for_a_full_bucket() -> None:
+async def test_a_cost_above_the_burst_waits_for_a_full_bucket() -> None:
     rl, clock = limits(rate=10, burst=20)
-    rl.charge(rl.queries, "c", 50)  # a full bucket: passes, empties it
+    await rl.charge(rl.queries, "c", 50)  # a full bucket: passes, empties it
     with pytest.raises(RateLimited) as refused:
-        rl.charge(rl.queries, "c", 50)
+        await rl.charge(rl.queries, "c", 50)
     assert refused.value.retry_after_s == pytest.approx(2.0)
     clock.now += 2.0
-    rl.charge(rl.queries, "c", 50)
+    await rl.charge(rl.queries, "c", 50)
 
 
-def test_rate_zero_is_no_limit() -> None:
+async def test_rate_zero_is_no_limit() -> None:
     rl, _ = limits(rate=0, burst=1)
     for _ in range(1000):
-        rl.charge(rl.queries, "c", 5)
+        await rl.charge(rl.queries, "c", 5)
 
 
 def test_full_buckets_are_forgotten_when_many_clients_pass() -> None:
     store = MemoryBuckets(max_tracked=100)
     for n in range(500):
-        assert store.take(f"c{n}", 1, rate=1000.0, burst=10.0, now=float(n)) == 0.0
+        assert store.take_now(f"c{n}", 1, rate=1000.0, burst=10.0, now=float(n)) == 0.0
     assert len(store._buckets) <= 101
 
 
@@ -80,17 +84,26 @@ def test_full_buckets_are_forgotten_when_many_clients_pass() -> None:
     rate=st.floats(0.5, 50),
     burst=st.integers(1, 40),
 )
-def test_never_more_than_the_burst_plus_the_rate_over_time(steps, rate, burst) -> None:
+async def test_never_more_than_the_burst_plus_the_rate_over_time(steps, rate, burst) -> None:
     rl, clock = limits(rate=rate, burst=burst)
     start, taken = clock.now, 0.0
     for wait, cost in steps:
         clock.now += wait
         try:
-            rl.charge(rl.queries, "c", cost)
+            at_once(rl.charge(rl.queries, "c", cost))
             taken += min(cost, burst)
         except RateLimited as refused:
             assert refused.retry_after_s > 0
         assert taken <= burst + rate * (clock.now - start) + 1e-6
+
+
+def at_once(charge: Coroutine[Any, Any, None]) -> None:
+    """Run a charge on memory buckets, which never waits, without an event loop."""
+    try:
+        charge.send(None)
+    except StopIteration:
+        return
+    raise AssertionError("memory buckets waited")
 
 
 def test_queries_need_a_key_only_when_configured() -> None:
@@ -113,3 +126,32 @@ def test_a_client_is_its_valid_key_or_else_its_address() -> None:
     # a made-up key buys no fresh budget: it counts against the address
     assert client_of(s, "made-up", "10.0.0.1") == client_of(s, None, "10.0.0.1")
     assert client_of(s, None, None) == "address:unknown"
+
+
+async def test_replicas_on_one_redis_share_a_clients_budget(
+    redis_server: str, redis_namespace: str
+) -> None:
+    budgets = (Budget("queries", 0.01, 5, "Q"), Budget("events", 1.0, 10, "E"))
+    stores = [RedisBuckets.connect(redis_server, redis_namespace) for _ in range(2)]
+    a, b = (RateLimits(*budgets, store=store) for store in stores)
+    try:
+        for replica in (a, b, a, b, a):  # the burst of 5, spread over two processes
+            await replica.charge(replica.queries, "key:k", 1)
+        for replica in (a, b):
+            with pytest.raises(RateLimited):
+                await replica.charge(replica.queries, "key:k", 1)
+        await b.charge(b.queries, "key:other", 5)  # another client: its own bucket
+    finally:
+        for replica in (a, b):
+            await replica.close()
+
+
+async def test_an_unreachable_redis_falls_back_on_this_process_buckets() -> None:
+    store = RedisBuckets.connect(f"redis://127.0.0.1:{free_port()}/0", "nowhere")
+    rl = RateLimits(Budget("queries", 0.01, 2, "Q"), Budget("events", 1.0, 10, "E"), store=store)
+    try:
+        await rl.charge(rl.queries, "c", 2)
+        with pytest.raises(RateLimited):
+            await rl.charge(rl.queries, "c", 1)
+    finally:
+        await rl.close()

@@ -22,14 +22,17 @@ def free_port() -> int:
 
 
 class ServeProcess:
-    """`shortlist serve --db root` on a free port, with `env` on top of this process's; its
-    stderr (the server's log) is appended to `log`."""
+    """`shortlist serve --db root [args]` on a free port, with `env` on top of this process's;
+    its stderr (the server's log) is appended to `log`."""
 
-    def __init__(self, root: Path, env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, root: Path, env: dict[str, str], log: Path, args: tuple[str, ...] = ()
+    ) -> None:
         self.root, self.log = root, log
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = ["-c", "from pipelines.cli import main; main()", "serve", "--db", str(root)]
+        command += list(args)
         with log.open("a") as stderr:
             self.process = subprocess.Popen(
                 [sys.executable, *command, "--port", str(self.port)],

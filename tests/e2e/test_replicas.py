@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from app.store import MANIFEST, CatalogRoot
@@ -24,7 +26,9 @@ RELOAD = "mutation { reloadModels { modelVersion switched } }"
 
 
 class Replica(ServeProcess):
-    def __init__(self, root: Path, redis_url: str, namespace: str, log: Path) -> None:
+    def __init__(
+        self, root: Path, redis_url: str, namespace: str, log: Path, args: tuple[str, ...] = ()
+    ) -> None:
         self.redis_url, self.namespace = redis_url, namespace
         pipeline = {"budget_ms": 20000, "user_state_ms": 10000, "candidates_ms": 10000}
         env = {
@@ -35,7 +39,7 @@ class Replica(ServeProcess):
             "SHORTLIST_EVENTS_FSYNC": "false",
             "SHORTLIST_PIPELINE": json.dumps(pipeline),
         }
-        super().__init__(root, env, log)
+        super().__init__(root, env, log, args)
 
     def post(self, query: str, key: str | None = KEY, **variables: Any) -> dict[str, Any]:
         body = self.ask(query, key, 60, **variables)
@@ -161,3 +165,89 @@ def test_both_replicas_answer_with_the_version_reloaded_on_one(
     assert b.recommended(user)[1]["modelVersion"] == second
     assert a.recommended(user)[1]["modelVersion"] == second
     assert b.ready()["modelVersion"] == second
+
+
+UPSERT = "mutation($i: [ItemInput!]!) { upsertItems(items: $i) { inserted updated } }"
+ITEM = "query($id: ID!) { item(id: $id) { id title } }"
+
+
+class Workers(Replica):
+    """`shortlist serve --workers 2`: two replicas on one socket, one supervisor."""
+
+    def __init__(self, root: Path, redis_url: str, namespace: str, log: Path) -> None:
+        super().__init__(root, redis_url, namespace, log, ("--workers", "2"))
+
+    def by_replica(self, query: str, tries: int = 60, **variables: Any) -> dict[str, list[Any]]:
+        """The query's data from fresh connections, grouped by the worker that answered (its
+        /readyz `replica`, asked on the same connection): until both answered, or `tries`."""
+        seen: dict[str, list[Any]] = {}
+        for _ in range(tries):
+            with httpx.Client(base_url=self.url, limits=httpx.Limits(max_connections=1)) as c:
+                replica = c.get("/readyz", timeout=10).json()["replica"]
+                body = c.post(
+                    "/graphql", json={"query": query, "variables": variables}, timeout=60
+                ).json()
+            assert "errors" not in body, body
+            seen.setdefault(replica, []).append(body["data"])
+            if len(seen) == 2 and min(len(v) for v in seen.values()) >= 2:
+                break
+        assert len(seen) == 2, f"only {list(seen)} answered in {tries} connections"
+        return seen
+
+
+@pytest.fixture(scope="module")
+def workers(
+    built_catalog: Path, tmp_path_factory: pytest.TempPathFactory, redis_server: str
+) -> Iterator[tuple[Path, Workers]]:
+    tmp = tmp_path_factory.mktemp("workers")
+    root = tmp / "shortlist.lancedb"
+    shutil.copytree(built_catalog, root, ignore=shutil.ignore_patterns("live"))
+    server = Workers(root, redis_server, f"workers-{time.monotonic_ns()}", tmp / "serve.log")
+    try:
+        server.ready()
+        yield root, server
+    finally:
+        server.stop()
+
+
+def test_worker_processes_share_upserted_items(
+    workers: tuple[Path, Workers],
+) -> None:
+    _, server = workers
+    fresh = f"worker-item-{time.monotonic_ns()}"
+    item = {"itemId": fresh, "title": "A Film Only One Worker Embedded", "genres": ["Drama"]}
+    assert server.post(UPSERT, key=ADMIN, i=[item])["upsertItems"]["inserted"] == [fresh]
+    for replica, answers in server.by_replica(ITEM, id=fresh).items():
+        assert all(a["item"] == {"id": fresh, "title": item["title"]} for a in answers), replica
+
+    renamed = {**item, "title": "Renamed On One Worker"}
+    assert server.post(UPSERT, key=ADMIN, i=[renamed])["upsertItems"]["updated"] == [fresh]
+    for replica, answers in server.by_replica(ITEM, id=fresh).items():
+        assert all(a["item"]["title"] == renamed["title"] for a in answers), replica
+
+
+def test_sighup_to_the_supervisor_switches_every_worker(workers: tuple[Path, Workers]) -> None:
+    root, server = workers
+    catalog = CatalogRoot(root)
+    first = catalog.current()
+    assert first is not None
+    second = "v29990202-000000-002"  # a copy stands in for a build
+    shutil.copytree(catalog.versions_dir / first, catalog.versions_dir / second)
+    manifest = json.loads((catalog.versions_dir / second / MANIFEST).read_text())
+    (catalog.versions_dir / second / MANIFEST).write_text(
+        json.dumps({**manifest, "version": second})
+    )
+    catalog.publish(second)
+    server.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 120
+    versions: set[str] = set()
+    while time.monotonic() < deadline:
+        versions = {
+            a[0]["recommendations"]["modelVersion"]
+            for a in server.by_replica(RECS, u=_user(root, 2)).values()
+        }
+        if versions == {second}:
+            break
+        time.sleep(0.5)
+    assert versions == {second}, "both workers serve the new version, none restarted on the old"
+    assert server.process.poll() is None
