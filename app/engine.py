@@ -22,6 +22,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from app import heap
+from app.admission import Admission
 from app.caches import Caches
 from app.candidates.ann import VectorIndex
 from app.deadlines import run_within
@@ -30,6 +31,7 @@ from app.domain import (
     RecommendationRequest,
     RecommendationResult,
     ScoredItemView,
+    StageStatus,
     UserState,
     UserView,
 )
@@ -80,6 +82,7 @@ class Engine:
         # a 1,000 x 384 by 384 x 5 product had a p99 of 24 ms with two BLAS threads, 4 ms with
         # one; at 1M items exploration's 3,000-row product took 12 ms against 2.8 ms).
         self._blas = threadpool_limits(settings.serving_blas_threads, "blas")
+        self.admission = Admission(settings.pipeline.in_flight)
         self._swap = asyncio.Lock()  # one catalog change (upsert, re-index, reload) at a time
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -150,15 +153,20 @@ class Engine:
         if not 1 <= request.count <= MAX_COUNT:
             raise BadRequest(f"count must be between 1 and {MAX_COUNT}, got {request.count}")
         current = loaded or self.current
+        arrived = time.perf_counter()
 
         async def user() -> UserState:
             return await self.user_state(current, request.user_id)
 
-        result = await current.pipeline.recommend(
-            request,
-            load_user=user,
-            fallback_user=lambda: self.user_state_now(current, request.user_id),
-        )
+        async with self.admission.turn(current.pipeline.config.budget_ms) as queued:
+            result = await current.pipeline.recommend(
+                request,
+                load_user=user,
+                fallback_user=lambda: self.user_state_now(current, request.user_id),
+                arrived=arrived,
+            )
+        result.stages.append(queued)
+        result.degraded = result.degraded or queued.status is not StageStatus.OK
         for observe in self.observers:
             observe(result)
         return result

@@ -70,7 +70,18 @@ UserLoader = Callable[[], Awaitable[UserState]]
 
 
 class PipelineConfig(BaseModel):
-    budget_ms: float = Field(200.0, gt=0, description="Whole-request deadline.")
+    budget_ms: float = Field(
+        200.0,
+        gt=0,
+        description="Whole-request deadline, from arrival (a wait in the queue counts).",
+    )
+    in_flight: int = Field(
+        2,
+        ge=1,
+        le=1024,
+        description="Requests one process runs the pipeline for at once; the others wait their "
+        "turn (the `queue` stage) instead of slowing every running one past its deadlines.",
+    )
     user_state_ms: float = Field(
         30.0,
         gt=0,
@@ -144,11 +155,13 @@ class Pipeline:
         *,
         load_user: UserLoader | None = None,
         fallback_user: Callable[[], UserState] | None = None,
+        arrived: float | None = None,
     ) -> RecommendationResult:
         """Recommendations for `user` (default: the batch profile), or for the state `load_user`
         produces under the user-state deadline; if it is late or fails, `fallback_user`'s
-        (default: the batch profile)."""
-        started = time.perf_counter()
+        (default: the batch profile). The budget counts from `arrived` (`time.perf_counter()`
+        when the request came in; default: now)."""
+        started = time.perf_counter() if arrived is None else arrived
 
         def remaining(stage_ms: float) -> float:
             left = self.config.budget_ms - (time.perf_counter() - started) * 1000

@@ -71,7 +71,8 @@ class ItemsNotice:
 
 
 class ItemsBusy(ShortlistError):
-    """Another replica held the items lock for too long; nothing was written."""
+    """The items lock could not be taken (another replica held it too long, or Redis is
+    unreachable); nothing was written."""
 
     code = "LIVE_STORE_UNAVAILABLE"
 
@@ -186,7 +187,11 @@ class RedisFeed:
         lock = self.client.lock(
             self.items_lock_key, timeout=ITEMS_LOCK_HOLD_S, blocking_timeout=ITEMS_LOCK_WAIT_S
         )
-        if not await lock.acquire():
+        try:
+            acquired = await lock.acquire()
+        except (redis.RedisError, OSError) as exc:
+            raise ItemsBusy(f"items were not stored: Redis is unreachable ({exc})") from exc
+        if not acquired:
             raise ItemsBusy(
                 f"another replica has been writing items for over {ITEMS_LOCK_WAIT_S:g} s "
                 f"(Redis lock {self.items_lock_key}); nothing was written, try again"
@@ -198,6 +203,8 @@ class RedisFeed:
                 await lock.release()
             except LockError:  # held past its expiry: another replica may have taken it since
                 log.warning("the items lock expired before this replica released it")
+            except (redis.RedisError, OSError) as exc:  # it expires on its own
+                log.warning("could not release the items lock: %s", exc)
 
     async def mark(self) -> None:
         newest = await self.client.xrevrange(self.stream, count=1)

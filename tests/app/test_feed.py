@@ -9,8 +9,9 @@ import pytest
 import redis.asyncio as redis
 
 from app.caches import Caches
-from app.realtime.feed import ItemsNotice, RedisFeed
+from app.realtime.feed import ItemsBusy, ItemsNotice, RedisFeed
 from app.realtime.records import LiveEvent
+from tests.e2e.serve import free_port
 
 
 def _event(seq: int, user: str = "u1", item: str = "i1", event: str = "view") -> LiveEvent:
@@ -135,3 +136,14 @@ async def test_similar_items_are_cached_in_redis_as_json(
     finally:
         await writer.close()
         await reader.close()
+
+
+async def test_without_redis_the_items_lock_refuses_with_a_clear_error() -> None:
+    feed = RedisFeed.connect(f"redis://127.0.0.1:{free_port()}/0", "nowhere", max_batches=10)
+    try:
+        with pytest.raises(ItemsBusy, match="Redis is unreachable") as refused:
+            async with feed.items_lock():
+                raise AssertionError("never reached")
+        assert refused.value.code == "LIVE_STORE_UNAVAILABLE"
+    finally:
+        await feed.close()

@@ -139,3 +139,42 @@ async def test_similar_items_answer_when_one_index_is_down(live_root, batch_user
 def test_unknown_fault_points_are_refused() -> None:
     with pytest.raises(ValueError, match="no fault point named ann:cf"):
         Settings(faults={"ann:cf": DELAY})
+
+
+async def test_requests_past_in_flight_queue_and_one_left_waiting_past_its_budget_degrades(
+    built_catalog, batch_user
+) -> None:
+    """One pipeline at a time; the first request's re-ranking is held up for 1.5 s (cut at
+    its 500 ms deadline). The second waits for it and is answered in full. With a budget shorter
+    than the wait, a request is answered from the fallbacks, degraded by the queue."""
+    import asyncio
+
+    held = {**PIPELINE, "in_flight": 1}
+    settings = Settings(
+        db_path=built_catalog, pipeline=held, faults={"reranking": {"delay_ms": 1500}}, **KEYS
+    )
+    async for client in _client(settings):
+        answers = await asyncio.gather(*(gql(client, RECS, u=batch_user) for _ in range(2)))
+        queued = [
+            {s["name"]: s for s in a["data"]["recommendations"]["stages"]}["queue"] for a in answers
+        ]
+        assert sorted(q["status"] for q in queued) == ["OK", "OK"]
+        assert all(len(a["data"]["recommendations"]["items"]) == 30 for a in answers)
+    short = {**held, "budget_ms": 150, "user_state_ms": 100, "reranking_ms": 100}
+    settings = Settings(
+        db_path=built_catalog, pipeline=short, faults={"reranking": {"delay_ms": 1500}}, **KEYS
+    )
+    async for client in _client(settings):
+        # the first holds the slot for its whole budget, so of the two behind it at least the
+        # last is not admitted within its own
+        answers = await asyncio.gather(*(gql(client, RECS, u=batch_user) for _ in range(3)))
+        results = [a["data"]["recommendations"] for a in answers]
+        late = [
+            r for r in results if {s["name"]: s for s in r["stages"]}["queue"]["status"] != "OK"
+        ]
+        assert late, "one waited past its budget"
+        for result in late:
+            queue = {s["name"]: s for s in result["stages"]}["queue"]
+            assert queue["status"] == "TIMEOUT"
+            assert "not admitted within 150 ms" in queue["detail"]
+            assert result["degraded"] is True and len(result["items"]) == 30, "from fallbacks"
