@@ -31,6 +31,7 @@ from app.settings import Settings
 from schema.http import graphql_app
 
 STARTUP_FAILURE = 3  # uvicorn's exit code for a server that could not start
+WORKER_PING_TIMEOUT_S = 60
 log = logging.getLogger("uvicorn.error")  # the supervisor logs where uvicorn does
 
 
@@ -65,6 +66,9 @@ def serve(settings: Settings, workers: int = 1) -> None:
         "pipelines.serve:composed",
         factory=True,
         workers=workers,
+        # a worker answers the supervisor's pings from a thread, which long native calls while
+        # it loads a large catalog can keep off the GIL for seconds: unanswered, it is killed
+        timeout_worker_healthcheck=WORKER_PING_TIMEOUT_S,
         **options,  # type: ignore[arg-type]
     )
     supervisor = Workers(config, sockets=[config.bind_socket()])
