@@ -356,12 +356,12 @@ class Engine:
         async with self._swap:
             loaded = self.current
             version = loaded.runtime.version
-            if polled.gap:
-                stored = await live.items.stored()
-                ids = stored["item_id"].to_pylist() if stored is not None else []
-            else:
-                ids = [i for n in polled.items if n.version == version for i in n.item_ids]
             try:
+                if polled.gap:
+                    stored = await live.items.stored()
+                    ids = stored["item_id"].to_pylist() if stored is not None else []
+                else:
+                    ids = [i for n in polled.items if n.version == version for i in n.item_ids]
                 runtime = await live.items.follow(loaded.runtime, list(dict.fromkeys(ids)))
             except Exception as exc:
                 log.error("cannot take in the items another replica upserted: %s", exc)

@@ -175,12 +175,19 @@ class RedisFeed:
 
     async def publish_items(self, notice: ItemsNotice) -> None:
         body = json.dumps({"version": notice.version, "item_ids": notice.item_ids})
-        await self.client.xadd(
-            self.stream,
-            {"origin": self.origin, "items": body},
-            maxlen=self.max_batches,
-            approximate=True,
-        )
+        try:
+            await self.client.xadd(
+                self.stream,
+                {"origin": self.origin, "items": body},
+                maxlen=self.max_batches,
+                approximate=True,
+            )
+        except (redis.RedisError, OSError) as exc:
+            raise ItemsBusy(
+                "the items were stored and this replica serves them, but the other replicas "
+                f"could not be told (Redis: {exc}); they take them in at their next version "
+                "switch or restart"
+            ) from exc
 
     @asynccontextmanager
     async def items_lock(self) -> AsyncIterator[None]:
