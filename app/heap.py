@@ -17,6 +17,8 @@ pause every 30 requests). Cycles are still collected, just in larger, rarer batc
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,10 +27,26 @@ YOUNG = 10_000
 
 
 def settle() -> None:
-    """Collect once, then exempt everything alive from future collections (after a load)."""
+    """Collect once, then exempt everything alive from future collections (after a load), and
+    hand the memory the load freed back to the system."""
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+    release_free_memory()
+
+
+def release_free_memory() -> None:
+    """glibc's malloc_trim: loading a version frees gigabytes in small pieces (Arrow batches
+    decoded, converted, dropped) that glibc keeps for itself; at 1M items a server held 7.9 GB
+    after start-up, 5.5 GB after the trim. Nothing to do on other C libraries."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return
+    trim(0)
 
 
 @contextmanager
