@@ -16,6 +16,8 @@ restart the workers - and a restarted worker starts on the pinned, old version.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import signal
@@ -32,13 +34,32 @@ from schema.http import graphql_app
 
 STARTUP_FAILURE = 3  # uvicorn's exit code for a server that could not start
 WORKER_PING_TIMEOUT_S = 60
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 log = logging.getLogger("uvicorn.error")  # the supervisor logs where uvicorn does
 
 
-def composed(settings: Settings | None = None) -> Starlette:
-    """The served application; in a worker process, with the settings from the environment."""
-    settings = settings or Settings()
+def composed(settings: Settings) -> Starlette:
+    """The served application."""
     return create_app(settings, graphql_app(settings.graphiql))
+
+
+def worker() -> Starlette:
+    """The application in a worker process (uvicorn's factory): the settings come from the
+    environment, and the worker ends with its supervisor (Linux), so that a supervisor killed
+    outright (SIGKILL, the OOM killer) leaves no worker serving on, orphaned."""
+    _end_with_parent()
+    return composed(Settings())
+
+
+def _end_with_parent() -> None:
+    supervisor = os.getppid()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux
+        return
+    if os.getppid() != supervisor:  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def serve(settings: Settings, workers: int = 1) -> None:
@@ -63,7 +84,7 @@ def serve(settings: Settings, workers: int = 1) -> None:
         uvicorn.run(composed(settings), **options)  # type: ignore[arg-type]
         return
     config = uvicorn.Config(
-        "pipelines.serve:composed",
+        "pipelines.serve:worker",
         factory=True,
         workers=workers,
         # a worker answers the supervisor's pings from a thread, which long native calls while

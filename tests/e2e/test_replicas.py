@@ -251,3 +251,31 @@ def test_sighup_to_the_supervisor_switches_every_worker(workers: tuple[Path, Wor
         time.sleep(0.5)
     assert versions == {second}, "both workers serve the new version, none restarted on the old"
     assert server.process.poll() is None
+
+
+def test_workers_end_with_a_supervisor_killed_outright(
+    built_catalog: Path, tmp_path: Path, redis_server: str
+) -> None:
+    root = tmp_path / "shortlist.lancedb"
+    shutil.copytree(built_catalog, root, ignore=shutil.ignore_patterns("live"))
+    server = Workers(root, redis_server, f"orphans-{time.monotonic_ns()}", tmp_path / "serve.log")
+    try:
+        server.ready()
+        pids = set(server.by_replica(EVENT_COUNT, u="nobody"))
+        workers = [int(p.rsplit(":", 1)[1]) for p in pids]
+        server.process.kill()  # SIGKILL: the supervisor cannot pass anything on
+        server.process.wait(timeout=10)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in workers), "no worker serves on, orphaned"
+    finally:
+        server.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
