@@ -127,7 +127,7 @@ class PartitionedSearch(InMemorySearch):
         if keep < len(items):
             chosen = np.argpartition(-rough, keep - 1)[:keep]
             items = items[chosen]
-        exact = np.asarray(self.vectors[items], dtype=np.float32) @ query
+        exact = np.asarray(np.take(self.vectors, items, axis=0), dtype=np.float32) @ query
         if len(items) > k:
             best = np.argpartition(-exact, k - 1)[:k]
             items, exact = items[best], exact[best]
