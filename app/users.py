@@ -70,8 +70,10 @@ class UserProfiles:
 
     def state(self, user_id: str) -> UserState:
         """The user's batch state; an unknown user gets an empty, cold-start state."""
-        row = self.index.get_indexer(pd.Index([user_id]))[0]
-        if row < 0:
+        try:
+            # one hash lookup; a one-id pd.Index for get_indexer cost ~60 us a request
+            row = int(self.index.get_loc(user_id))
+        except KeyError:
             return UserState(user_id, False, None, None, [], set(), set())
         cf = self.cf[row]
         content = self.content[row]
