@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from app.domain import UserState
+from app.errors import CatalogError
 from app.items import ItemCatalog, _matrix
 
 COLUMNS = [
@@ -72,9 +73,11 @@ class UserProfiles:
         """The user's batch state; an unknown user gets an empty, cold-start state."""
         try:
             # one hash lookup; a one-id pd.Index for get_indexer cost ~60 us a request
-            row = int(self.index.get_loc(user_id))
+            row = self.index.get_loc(user_id)
         except KeyError:
             return UserState(user_id, False, None, None, [], set(), set())
+        if not isinstance(row, int | np.integer):  # a slice or mask: the id is not unique
+            raise CatalogError(f"user id {user_id!r} appears more than once in the profiles")
         cf = self.cf[row]
         content = self.content[row]
         return UserState(

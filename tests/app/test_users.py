@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
+from app.errors import CatalogError
 from app.users import UserProfiles
 
 
@@ -39,3 +41,8 @@ def test_each_known_id_gets_its_own_row_and_unknown_ids_a_cold_state() -> None:
     for unknown in ("u1", "", "7 ", "NaN", "u0\x00"):
         state = users.state(unknown)
         assert not state.known and state.cf_vector is None and not state.consumed
+
+
+def test_an_id_held_twice_is_a_catalog_error_not_a_wrong_row() -> None:
+    with pytest.raises(CatalogError, match="more than once"):
+        profiles(["a", "b", "a"]).state("a")
