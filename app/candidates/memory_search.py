@@ -115,4 +115,6 @@ class NormOrderedSearch(InMemorySearch):
     def _end(self, norm: float) -> int:
         """A row past the last whose norm exceeds `norm` (a few rows of slack for rounding):
         the next chunk need not go further."""
-        return int(np.searchsorted(self._descending, -norm, side="right")) + ROUNDING_SLACK
+        # a float32 needle: a Python float would make searchsorted copy all n norms to float64
+        needle = np.float32(-norm)
+        return int(np.searchsorted(self._descending, needle, side="right")) + ROUNDING_SLACK
