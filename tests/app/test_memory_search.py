@@ -87,3 +87,22 @@ def test_exact_top_k_best_first_ties_by_item_index(
     if len(items) and left_out.any():  # nothing left out beats what was kept
         assert exact[left_out].max() <= scores[-1] + 1e-5 * (1 + abs(scores[-1]))
     assert scanned <= len(search)
+
+
+def test_searches_run_on_one_blas_thread_whatever_the_process_allows() -> None:
+    from threadpoolctl import ThreadpoolController, threadpool_limits
+
+    from app.candidates.memory_search import InMemorySearch
+
+    blas = ThreadpoolController().select(user_api="blas")
+
+    class Probe(InMemorySearch):
+        def _nearest(self, query, k, allows):  # type: ignore[no-untyped-def]
+            threads = [lib.num_threads for lib in blas.lib_controllers]
+            return np.array(threads), np.zeros(len(threads), np.float32), 0
+
+    for allowed in (1, 2):
+        with threadpool_limits(allowed, "blas"):
+            seen, _, _ = Probe().nearest(np.zeros(2), 1)
+            assert set(seen.tolist()) <= {1}
+            assert {lib.num_threads for lib in blas.lib_controllers} <= {allowed}
