@@ -131,3 +131,26 @@ def test_a_changed_history_array_is_not_answered_from_memory():
     assert relations.affinity(history, weights).items.tolist() == [0]
     assert relations.affinity(history, weights * 2).scores.tolist() == [2.0]
     assert relations.affinity(history, weights, 0.5).scores.tolist() == [1.0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**16), st.integers(1, 30))
+def test_dense_anchors_are_the_strongest_contributors(seed, asked):
+    """The anchor of an item is the history item whose weighted relation to it is largest (the
+    first in history order on a tie); items the table does not cover have none."""
+    rng = np.random.default_rng(seed)
+    covered = np.sort(rng.choice(50, size=25, replace=False)).astype(np.int64)
+    weights = np.round(rng.normal(size=(25, 25)), 1).astype(np.float32)  # ties
+    relations = DenseRelations(covered, weights)
+    history = rng.choice(50, size=int(rng.integers(1, 12)), replace=False)
+    mass = np.round(rng.random(len(history)) + 0.5, 1).astype(np.float32)
+    items = rng.choice(50, size=asked)
+    anchors = relations.affinity(history, mass).anchors(items).tolist()
+    row = {int(item): i for i, item in enumerate(covered)}
+    in_table = [(h, m) for h, m in zip(history.tolist(), mass.tolist(), strict=True) if h in row]
+    for item, anchor in zip(items.tolist(), anchors, strict=True):
+        if item not in row or not in_table:
+            assert anchor == -1
+            continue
+        strengths = [np.float32(weights[row[h], row[item]]) * np.float32(m) for h, m in in_table]
+        assert anchor == in_table[int(np.argmax(strengths))][0]
