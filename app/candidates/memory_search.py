@@ -23,7 +23,9 @@ from threadpoolctl import ThreadpoolController
 
 FIRST_CHUNK = 4  # times k rows in the first chunk; each next chunk is twice as large
 MAX_CHUNK = 1 << 17
-ROUNDING_SLACK = 8  # rows scanned past the bound's estimated end, in case it rounded short
+# Relative margin on the norm where the bound ends a scan: far above float32's rounding of the
+# bound (6e-8), so the stop test passes at that row, and far below any gap that matters.
+NORM_MARGIN = 1e-6
 
 
 class InMemorySearch:
@@ -117,8 +119,9 @@ class NormOrderedSearch(InMemorySearch):
         return best_items[order], best_scores[order], start
 
     def _end(self, norm: float) -> int:
-        """A row past the last whose norm exceeds `norm` (a few rows of slack for rounding):
-        the next chunk need not go further."""
+        """The first row whose norm is below `norm` by more than rounding: the stop test passes
+        there at the latest, so the next chunk need not go further (and, when the test failed at
+        `start`, this row is past it)."""
         # a float32 needle: a Python float would make searchsorted copy all n norms to float64
-        needle = np.float32(-norm)
-        return int(np.searchsorted(self._descending, needle, side="right")) + ROUNDING_SLACK
+        needle = np.float32(-norm * (1.0 - NORM_MARGIN))
+        return int(np.searchsorted(self._descending, needle, side="right"))
