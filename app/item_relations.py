@@ -10,11 +10,14 @@ liked X". Two layouts:
   regression weights over the items with the widest audiences), where negative weights count.
 
 One implementation serves the candidate sources and the ranking features, so both score alike.
+A request asks each table twice about the same history (its candidate source, then its ranking
+feature), so a table remembers its last few answers (`_Recent`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -75,7 +78,8 @@ class _DenseAnchors(Affinity):
         known = covered[columns] == items
         out = np.full(len(items), -1, dtype=np.int64)
         if known.any():
-            block = self._relations.weights[np.ix_(self._rows, columns[known])]
+            # whole rows, then the columns: 4-5x quicker than np.ix_'s element-wise gather
+            block = np.take(self._relations.weights, self._rows, axis=0)[:, columns[known]]
             strongest = np.argmax(block * self._mass[:, None], axis=0)
             out[known] = covered[self._rows[strongest]]
         return out
@@ -99,10 +103,42 @@ def _empty() -> Affinity:
     return Affinity(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
 
 
+# Answers a table remembers: a request's second ask comes after its other sources ran, and a few
+# more while other requests' stages run in between (their asks come in between too).
+REMEMBERED = 4
+
+
+class _Recent:
+    """A table's last few affinities, by their exact inputs (compared by value: the history
+    arrays are copied, so no caller can change an answer after it is remembered)."""
+
+    def __init__(self) -> None:
+        self._answers: deque[tuple[float, np.ndarray, np.ndarray, Affinity]] = deque(
+            maxlen=REMEMBERED
+        )
+
+    def get(self, history: np.ndarray, weights: np.ndarray, decay: float) -> Affinity | None:
+        for asked_decay, asked_history, asked_weights, answer in list(self._answers):
+            if (
+                asked_decay == decay
+                and np.array_equal(asked_history, history)
+                and np.array_equal(asked_weights, weights)
+            ):
+                return answer
+        return None
+
+    def put(
+        self, history: np.ndarray, weights: np.ndarray, decay: float, answer: Affinity
+    ) -> Affinity:
+        self._answers.append((decay, history.copy(), weights.copy(), answer))
+        return answer
+
+
 @dataclass(frozen=True)
 class DenseRelations:
     items: np.ndarray  # (m,) item_index covered, ascending
     weights: np.ndarray  # (m, m) float32: weights[a, b] relates items[a] to items[b]
+    _recent: _Recent = field(default_factory=_Recent, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         m = len(self.items)
@@ -113,6 +149,13 @@ class DenseRelations:
 
     def affinity(self, history: np.ndarray, weights: np.ndarray, decay: float = 1.0) -> Affinity:
         history = np.asarray(history, dtype=np.int64)
+        weights = np.asarray(weights, dtype=np.float32)
+        known = self._recent.get(history, weights, decay)
+        if known is not None:
+            return known
+        return self._recent.put(history, weights, decay, self._affinity(history, weights, decay))
+
+    def _affinity(self, history: np.ndarray, weights: np.ndarray, decay: float) -> Affinity:
         mass = _decayed(weights, decay)
         if not len(self.items) or not len(history):
             return _empty()
@@ -132,6 +175,7 @@ class DenseRelations:
 class NeighbourRelations:
     neighbours: np.ndarray  # (n_items, k) item_index, -1 padded, strongest first
     weights: np.ndarray  # (n_items, k) float32, 0 padded
+    _recent: _Recent = field(default_factory=_Recent, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.neighbours.shape != self.weights.shape:
@@ -144,6 +188,13 @@ class NeighbourRelations:
 
     def affinity(self, history: np.ndarray, weights: np.ndarray, decay: float = 1.0) -> Affinity:
         history = np.asarray(history, dtype=np.int64)
+        weights = np.asarray(weights, dtype=np.float32)
+        known = self._recent.get(history, weights, decay)
+        if known is not None:
+            return known
+        return self._recent.put(history, weights, decay, self._affinity(history, weights, decay))
+
+    def _affinity(self, history: np.ndarray, weights: np.ndarray, decay: float) -> Affinity:
         weights = _decayed(weights, decay)
         known = (history >= 0) & (history < len(self.neighbours))
         history, weights = history[known], weights[known]

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from app.contributions import TreeContributions
-from app.domain import Candidates, Ranked, RecommendationRequest, UserState
+from app.domain import Candidates, HitLists, Ranked, RecommendationRequest, UserState
 from app.errors import CatalogError
 from app.features import FEATURE_NAMES, assemble
 from app.item_relations import ItemRelations
@@ -96,9 +96,10 @@ class Ranker:
         features: np.ndarray | None,
     ) -> Ranked:
         order = np.argsort(-scores, kind="stable")[: self.config.keep]
+        kept = candidates.take(order)
         return Ranked(
-            items=candidates.items[order],
-            hits=candidates.take(order).hits,
+            items=kept.items,
+            hits=HitLists(kept.table, len(kept)),
             scores=scores[order],
             ranker_scores=ranker_scores[order] if ranker_scores is not None else None,
             features=features[order] if features is not None else None,

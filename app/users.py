@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from app.domain import UserState
+from app.errors import CatalogError
 from app.items import ItemCatalog, _matrix
 
 COLUMNS = [
@@ -70,9 +71,13 @@ class UserProfiles:
 
     def state(self, user_id: str) -> UserState:
         """The user's batch state; an unknown user gets an empty, cold-start state."""
-        row = self.index.get_indexer(pd.Index([user_id]))[0]
-        if row < 0:
+        try:
+            # one hash lookup; a one-id pd.Index for get_indexer cost ~60 us a request
+            row = self.index.get_loc(user_id)
+        except KeyError:
             return UserState(user_id, False, None, None, [], set(), set())
+        if not isinstance(row, int | np.integer):  # a slice or mask: the id is not unique
+            raise CatalogError(f"user id {user_id!r} appears more than once in the profiles")
         cf = self.cf[row]
         content = self.content[row]
         return UserState(

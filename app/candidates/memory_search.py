@@ -4,7 +4,10 @@ CF vectors (ALS, BPR) have very unequal norms: popular items have long vectors a
 short ones (at 1M generated items the median norm is 0.04, the largest 40). For dot products
 that defeats graph and partition indexes (HNSW reached 0.54 recall@1000 there) but makes exact
 search cheap: with the rows sorted by norm, no row past position p can score more than
-|query| * norm[p], so the scan stops once the k-th best score so far reaches that bound. The
+|query| * norm[p], so the scan stops once the k-th best score so far reaches that bound. Once
+k rows are kept, the bound also says where the scan will stop at the latest (a chunk goes no
+further), and only the rows scoring at least the k-th best go on to the filter and the
+selection (at 1M items: 1.9 -> 0.9 ms p50 for a user's 500-1,000 best, same items). The
 popular items, asked for thousands of times more often than the tail, sit together at the front
 of one contiguous array: the in-process cache for hot items' vectors.
 
@@ -20,6 +23,9 @@ from threadpoolctl import ThreadpoolController
 
 FIRST_CHUNK = 4  # times k rows in the first chunk; each next chunk is twice as large
 MAX_CHUNK = 1 << 17
+# Relative margin on the norm where the bound ends a scan: far above float32's rounding of the
+# bound (6e-8), so the stop test passes at that row, and far below any gap that matters.
+NORM_MARGIN = 1e-6
 
 
 class InMemorySearch:
@@ -32,7 +38,7 @@ class InMemorySearch:
     order: np.ndarray  # the item_index of each row searched
 
     def __init__(self) -> None:
-        self._blas = ThreadpoolController()
+        self._blas = ThreadpoolController().select(user_api="blas")
 
     def __len__(self) -> int:
         return len(self.order)
@@ -44,8 +50,12 @@ class InMemorySearch:
         allows: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, int]:
         """(item_index, scores) of the k best allowed rows found, best first, and rows scanned."""
-        with self._blas.limit(limits=1, user_api="blas"):
-            return self._nearest(np.asarray(query, dtype=np.float32), k, allows)
+        query = np.asarray(query, dtype=np.float32)
+        if all(blas.num_threads == 1 for blas in self._blas.lib_controllers):
+            # serving already holds BLAS to one thread: asking costs 1 us, limiting 8-25 us
+            return self._nearest(query, k, allows)
+        with self._blas.limit(limits=1):
+            return self._nearest(query, k, allows)
 
     def _nearest(
         self,
@@ -68,6 +78,7 @@ class NormOrderedSearch(InMemorySearch):
         self.order = order.astype(np.int64)
         self.vectors = np.ascontiguousarray(vectors[self.order], dtype=np.float32)
         self.norms = norms[self.order].astype(np.float32)
+        self._descending = -self.norms  # ascending, for searchsorted
 
     def _nearest(
         self,
@@ -75,26 +86,42 @@ class NormOrderedSearch(InMemorySearch):
         k: int,
         allows: Callable[[np.ndarray], np.ndarray] | None,
     ) -> tuple[np.ndarray, np.ndarray, int]:
-        bound = float(np.linalg.norm(query))
+        bound = np.float32(np.linalg.norm(query))
         n = len(self.order)
         best_items = np.zeros(0, dtype=np.int64)
         best_scores = np.zeros(0, dtype=np.float32)
+        kth: np.float32 | None = None  # the k-th best score so far, once k rows are kept
+        end = n  # no row from `end` on can beat `kth`
         start, size = 0, max(1, FIRST_CHUNK * k)
         while start < n:
-            stop = min(n, start + size)
+            stop = min(n, end, start + size)
             scores = self.vectors[start:stop] @ query
             items = self.order[start:stop]
+            if kth is not None:  # only rows that can still enter the k best are kept
+                hot = np.flatnonzero(scores >= kth)
+                items, scores = items[hot], scores[hot]
             if allows is not None:
                 ok = allows(items)
                 items, scores = items[ok], scores[ok]
-            best_items = np.concatenate([best_items, items])
-            best_scores = np.concatenate([best_scores, scores])
+            if len(items):
+                best_items = np.concatenate([best_items, items])
+                best_scores = np.concatenate([best_scores, scores])
             if len(best_scores) > k:
                 keep = np.argpartition(-best_scores, k - 1)[:k]
                 best_items, best_scores = best_items[keep], best_scores[keep]
             start, size = stop, min(2 * size, MAX_CHUNK)
-            full = len(best_scores) >= k
-            if start < n and full and best_scores.min() >= bound * self.norms[start]:
-                break  # no row from `start` on can beat the k-th best
-        order = np.argsort(-best_scores, kind="stable")
+            if start < n and len(best_scores) >= k:
+                kth = best_scores.min()
+                if kth >= bound * self.norms[start]:
+                    break  # no row from `start` on can beat the k-th best
+                end = max(start + 1, self._end(float(kth / bound)))
+        order = np.lexsort((best_items, -best_scores))  # equal scores: lower item_index first
         return best_items[order], best_scores[order], start
+
+    def _end(self, norm: float) -> int:
+        """The first row whose norm is below `norm` by more than rounding: the stop test passes
+        there at the latest, so the next chunk need not go further (and, when the test failed at
+        `start`, this row is past it)."""
+        # a float32 needle: a Python float would make searchsorted copy all n norms to float64
+        needle = np.float32(-norm * (1.0 - NORM_MARGIN))
+        return int(np.searchsorted(self._descending, needle, side="right"))

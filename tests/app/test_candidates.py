@@ -25,6 +25,7 @@ from app.candidates.base import (
     top_k,
 )
 from app.candidates.fusion import RRF_K
+from app.candidates.memory_search import NormOrderedSearch
 from app.candidates.sources import (
     SOURCES,
     CfAnn,
@@ -609,6 +610,29 @@ async def test_vector_index_scores_are_dot_products(world):
     query = items.cf[0]
     found, scores = await cf.nearest(query, 10)
     np.testing.assert_allclose(scores, items.cf[found] @ query, rtol=1e-4, atol=1e-5)
+
+
+async def test_item_to_item_in_memory_finds_what_lancedb_finds(world):
+    """In memory the anchors are searched one after another; the answer is the same."""
+    path, items = world
+    cf, content = await open_indexes(path)
+    memory_cf = VectorIndex(
+        cf.table, "cf_vector", {"memory": 1}, memory=NormOrderedSearch(items.cf)
+    )
+    memory_content = VectorIndex(
+        content.table, "content_vector", {"memory": 1}, memory=NormOrderedSearch(items.content)
+    )
+    config = ItemToItemConfig(limit=50, anchors=4, per_anchor=6)
+    recent = [*np.flatnonzero(~items.in_cf)[:2].tolist(), *np.flatnonzero(items.in_cf)[:2].tolist()]
+    state = user(consumed=set(recent[1:3]), recent=recent)
+    gate = ItemGate.for_request(request(), state, items, True)
+    asked = SourceInput(request(), state, gate)
+    on_disk = await ItemToItem(config, items, cf, content)(asked)
+    in_memory = await ItemToItem(config, items, memory_cf, memory_content)(asked)
+    assert len(on_disk) > 6 and in_memory.items.tolist() == on_disk.items.tolist()
+    assert in_memory.anchors is not None and on_disk.anchors is not None
+    assert in_memory.anchors.tolist() == on_disk.anchors.tolist()
+    np.testing.assert_allclose(in_memory.scores, on_disk.scores, rtol=1e-4, atol=1e-5)
 
 
 async def test_ann_sources_skip_without_a_vector(world):

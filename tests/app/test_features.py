@@ -329,3 +329,29 @@ def test_series_next_up_matches_a_loop_over_candidates(entries, data):
         for i in idx.tolist()
     ]
     assert got.tolist() == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 300), st.integers(0, 2**32 - 1), st.floats(0.0, 1.0))
+def test_within_request_shares_by_their_definition(n: int, seed: int, missing: float) -> None:
+    """Each relative column becomes the share of the column's known values strictly below the
+    value (ties share the lowest), over n - 1; NaN stays NaN; other columns are untouched."""
+    from app.features import _RELATIVE, _within_request
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, len(FEATURE_NAMES))).astype(np.float32)
+    x[:, ::3] = np.round(x[:, ::3])  # ties
+    x[rng.random(x.shape) < missing] = np.nan
+    before = x.copy()
+    out = _within_request(x)
+    for col in range(len(FEATURE_NAMES)):
+        values = before[:, col]
+        if col not in _RELATIVE:
+            np.testing.assert_array_equal(out[:, col], values)
+            continue
+        known = values[~np.isnan(values)]
+        expected = [
+            np.nan if np.isnan(v) else np.float32((known < v).sum() / max(1, len(known) - 1))
+            for v in values
+        ]
+        np.testing.assert_array_equal(out[:, col], np.array(expected, dtype=np.float32))

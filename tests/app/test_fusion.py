@@ -169,3 +169,34 @@ def test_hits_in_columns_round_trip_and_take_rows_in_any_order(hits, random):
     taken = candidates.take(np.asarray(rows, dtype=np.int64))
     assert taken.items.tolist() == rows
     assert taken.hits == [hits[r] for r in rows]
+
+
+@given(
+    st.lists(
+        st.lists(
+            st.builds(
+                SourceHit,
+                st.sampled_from(["cf_ann", "ease", "popular"]),
+                st.integers(1, 500),
+                st.floats(-5, 5),
+                st.one_of(st.none(), st.integers(0, 99)),
+            ),
+            max_size=4,
+        ),
+        max_size=12,
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_hit_lists_made_on_demand_are_the_table_s_lists(hits, random):
+    """Rows asked in any order, again, from the end, or as a slice: what `lists` makes."""
+    from app.domain import HitLists
+
+    table = HitTable.from_lists(hits)
+    lazy = HitLists(table, len(hits))
+    assert len(lazy) == len(hits)
+    for _ in range(2 * len(hits)):
+        row = random.randrange(-len(hits), len(hits))
+        assert lazy[row] == hits[row]
+    assert lazy[1::2] == hits[1::2] and list(lazy) == table.lists(len(hits))
+    with pytest.raises(IndexError):
+        lazy[len(hits)]

@@ -83,3 +83,74 @@ def test_dense_affinity_known_answer_with_negative_weights():
         DenseRelations(np.array([1, 2]), np.zeros((3, 3), np.float32))
     with pytest.raises(ValueError, match="ascending"):
         DenseRelations(np.array([2, 1]), np.zeros((2, 2), np.float32))
+
+
+def _same_affinity(a: item_relations.Affinity, b: item_relations.Affinity, items: np.ndarray):
+    assert a.items.tolist() == b.items.tolist()
+    np.testing.assert_array_equal(a.scores, b.scores)
+    np.testing.assert_array_equal(a.lookup(items), b.lookup(items))
+    np.testing.assert_array_equal(a.anchors(a.items), b.anchors(b.items))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**16), st.sampled_from([1.0, 0.9]))
+def test_a_remembered_answer_is_the_answer_computed_afresh(seed, decay):
+    """Asks repeated in any order (as a request's source, then its feature, interleaved with
+    other requests' asks) get what a table that remembers nothing computes."""
+    rng = np.random.default_rng(seed)
+    n_items, k = 60, 4
+    neighbours = rng.integers(-1, n_items, size=(n_items, k)).astype(np.int32)
+    knn_weights = rng.random((n_items, k)).astype(np.float32)
+    covered = np.sort(rng.choice(n_items, size=20, replace=False)).astype(np.int64)
+    dense_weights = rng.normal(size=(20, 20)).astype(np.float32)
+    histories = [
+        (rng.choice(n_items, size=rng.integers(1, 15), replace=False), rng.random(15))
+        for _ in range(7)
+    ]
+    asks = rng.integers(0, len(histories), size=30)
+    everything = np.arange(n_items)
+    for make in (
+        lambda: NeighbourRelations(neighbours, knn_weights),
+        lambda: DenseRelations(covered, dense_weights),
+    ):
+        remembering = make()
+        for ask in asks:
+            history, weights = histories[ask]
+            weights = weights[: len(history)].astype(np.float32)
+            answer = remembering.affinity(history, weights, decay)
+            _same_affinity(answer, make().affinity(history, weights, decay), everything)
+
+
+def test_a_changed_history_array_is_not_answered_from_memory():
+    relations = NeighbourRelations(
+        np.array([[1], [0], [0]], np.int32), np.array([[1.0], [1.0], [1.0]], np.float32)
+    )
+    history, weights = np.array([0]), np.array([1.0], dtype=np.float32)
+    assert relations.affinity(history, weights).items.tolist() == [1]
+    history[0] = 1  # the caller reuses its array
+    assert relations.affinity(history, weights).items.tolist() == [0]
+    assert relations.affinity(history, weights * 2).scores.tolist() == [2.0]
+    assert relations.affinity(history, weights, 0.5).scores.tolist() == [1.0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**16), st.integers(1, 30))
+def test_dense_anchors_are_the_strongest_contributors(seed, asked):
+    """The anchor of an item is the history item whose weighted relation to it is largest (the
+    first in history order on a tie); items the table does not cover have none."""
+    rng = np.random.default_rng(seed)
+    covered = np.sort(rng.choice(50, size=25, replace=False)).astype(np.int64)
+    weights = np.round(rng.normal(size=(25, 25)), 1).astype(np.float32)  # ties
+    relations = DenseRelations(covered, weights)
+    history = rng.choice(50, size=int(rng.integers(1, 12)), replace=False)
+    mass = np.round(rng.random(len(history)) + 0.5, 1).astype(np.float32)
+    items = rng.choice(50, size=asked)
+    anchors = relations.affinity(history, mass).anchors(items).tolist()
+    row = {int(item): i for i, item in enumerate(covered)}
+    in_table = [(h, m) for h, m in zip(history.tolist(), mass.tolist(), strict=True) if h in row]
+    for item, anchor in zip(items.tolist(), anchors, strict=True):
+        if item not in row or not in_table:
+            assert anchor == -1
+            continue
+        strengths = [np.float32(weights[row[h], row[item]]) * np.float32(m) for h, m in in_table]
+        assert anchor == in_table[int(np.argmax(strengths))][0]

@@ -43,3 +43,69 @@ def test_max_rows_keeps_only_the_longest_vectors() -> None:
     assert len(search) == 2
     items, _, _ = search.nearest(np.array([1.0, 1.0], dtype=np.float32), 4)
     assert items.tolist() == [1, 2]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.integers(1, 3000),
+    st.integers(1, 400),
+    st.integers(0, 2**32 - 1),
+    st.booleans(),
+    st.sampled_from([None, 50, 1000]),
+)
+def test_exact_top_k_best_first_ties_by_item_index(
+    n: int, k: int, seed: int, filtered: bool, max_rows: int | None
+) -> None:
+    """The k best allowed rows, best first and equal scores by item_index, whatever the chunks
+    scanned: nothing left out scores above the last row kept."""
+    rng = np.random.default_rng(seed)
+    vectors = (rng.normal(size=(n, 5)) * rng.lognormal(0, 2, size=(n, 1))).astype(np.float32)
+    vectors[rng.random(n) < 0.05] = 0.0  # items without events: equal (zero) scores
+    if n > 4:
+        vectors[1] = vectors[3]  # a duplicated item: an exact tie
+    query = rng.normal(size=5).astype(np.float32)
+    blocked = rng.random(n) < 0.3 if filtered else np.zeros(n, dtype=bool)
+
+    def allows(idx: np.ndarray) -> np.ndarray:
+        return ~blocked[idx]
+
+    search = NormOrderedSearch(vectors, max_rows)
+    items, scores, scanned = search.nearest(query, k, allows if filtered else None)
+    candidates = search.order[~blocked[search.order]]
+    exact = vectors[candidates].astype(np.float64) @ query
+    assert len(items) == min(k, len(candidates)) == len(set(items.tolist()))
+    assert not blocked[items].any() and set(items.tolist()) <= set(candidates.tolist())
+    # float32 rounding, relative to the largest product |v| |q| (a small score can be the
+    # difference of large terms)
+    slack = 1e-6 * (1.0 + float(np.linalg.norm(vectors, axis=1).max() * np.linalg.norm(query)))
+    np.testing.assert_allclose(
+        scores, vectors[items].astype(np.float64) @ query, rtol=1e-5, atol=slack
+    )
+    # best first; equal scores by item_index
+    assert all(
+        (a > b) or (a == b and i < j)
+        for a, b, i, j in zip(scores[:-1], scores[1:], items[:-1], items[1:], strict=True)
+    )
+    left_out = ~np.isin(candidates, items)
+    if len(items) and left_out.any():  # nothing left out beats what was kept
+        assert exact[left_out].max() <= scores[-1] + slack
+    assert scanned <= len(search)
+
+
+def test_searches_run_on_one_blas_thread_whatever_the_process_allows() -> None:
+    from threadpoolctl import ThreadpoolController, threadpool_limits
+
+    from app.candidates.memory_search import InMemorySearch
+
+    blas = ThreadpoolController().select(user_api="blas")
+
+    class Probe(InMemorySearch):
+        def _nearest(self, query, k, allows):  # type: ignore[no-untyped-def]
+            threads = [lib.num_threads for lib in blas.lib_controllers]
+            return np.array(threads), np.zeros(len(threads), np.float32), 0
+
+    for allowed in (1, 2):
+        with threadpool_limits(allowed, "blas"):
+            seen, _, _ = Probe().nearest(np.zeros(2), 1)
+            assert set(seen.tolist()) <= {1}
+            assert {lib.num_threads for lib in blas.lib_controllers} <= {allowed}

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.candidates.partitioned_search import PartitionedSearch, Partitions
+from app.candidates.partitioned_search import PartitionedSearch, Partitions, nearest_centroid
 
 
 def unit(matrix: np.ndarray) -> np.ndarray:
@@ -74,3 +74,45 @@ def test_partitions_round_trip_and_a_damaged_file_is_named(tmp_path) -> None:
     bad.save(tmp_path, "cf_vector")
     with pytest.raises(ValueError, match=r"partition numbers outside 0\.\.2"):
         Partitions.load(tmp_path, "cf_vector")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 600),
+    st.integers(1, 12),
+    st.integers(1, 60),
+    st.integers(1, 3),
+    st.integers(0, 2**32 - 1),
+)
+def test_refines_the_best_rough_scores_of_the_probed_partitions(
+    n: int, p: int, k: int, refine: int, seed: int
+) -> None:
+    """What a full sort finds: of the probed partitions' rows, the refine x k best projected
+    scores (every row tied with the last) re-scored exactly, and of those the k best, best
+    first, equal scores by item_index."""
+    rng = np.random.default_rng(seed)
+    # small integers and a projection onto three coordinates: every score is exact (no rounding
+    # to differ between this test and the search) and many tie
+    vectors = rng.integers(-3, 4, size=(n, 8)).astype(np.float32)
+    projection = np.eye(8, 3, dtype=np.float32)
+    centroids = unit(rng.normal(size=(p, 8)))
+    partitions = Partitions(centroids, projection, nearest_centroid(vectors, centroids))
+    nprobes = int(rng.integers(1, p + 1))
+    query = rng.integers(-3, 4, size=8).astype(np.float32)
+    items, scores, scanned = PartitionedSearch(vectors, partitions, nprobes, refine).nearest(
+        query, k
+    )
+    probed = np.argsort(-(centroids @ query), kind="stable")[:nprobes]
+    rows = np.flatnonzero(np.isin(partitions.partition_of, probed))
+    assert scanned == len(rows)
+    rough = (vectors[rows] @ projection) @ (query @ projection)
+    if len(rows) > refine * k:
+        rows = rows[rough >= np.sort(rough)[::-1][refine * k - 1]]
+    exact = vectors[rows] @ query
+    np.testing.assert_array_equal(scores, np.sort(exact)[::-1][:k])
+    assert set(items.tolist()) <= set(rows.tolist()) and len(set(items.tolist())) == len(items)
+    np.testing.assert_array_equal(scores, vectors[items] @ query)
+    assert all(  # best first, equal scores by item_index
+        a > b or (a == b and i < j)
+        for a, b, i, j in zip(scores[:-1], scores[1:], items[:-1], items[1:], strict=True)
+    )

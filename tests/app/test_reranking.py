@@ -656,3 +656,43 @@ def test_order_follows_score_unless_diversity_or_exploration_moved_it(scenario):
     )
     scores = [p.score for p in Reranker(scoring_only, catalog).rerank(request, user, ranked)]
     assert scores == sorted(scores, reverse=True)
+
+
+def mmr_by_definition(scores: np.ndarray, vectors: np.ndarray, picks: int, weight: float):
+    """Each slot: the available entry maximising weight * score - (1 - weight) * its largest
+    similarity to the entries chosen so far (the first such entry on a tie)."""
+    similarity = (vectors @ vectors.T).astype(np.float64)
+    chosen: list[int] = []
+    for _ in range(picks):
+        best, best_gain = -1, -np.inf
+        for i in range(len(scores)):
+            if i in chosen:
+                continue
+            crowding = max((similarity[i, j] for j in chosen), default=0.0)
+            gain = weight * float(scores[i]) - (1.0 - weight) * crowding
+            if best < 0 or gain > best_gain:
+                best, best_gain = i, gain
+        chosen.append(best)
+    return chosen
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.integers(1, 40),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([0.0, 0.3, 0.8, 1.0]),
+    st.booleans(),
+)
+def test_mmr_steps_follow_the_definition(n: int, seed: int, weight: float, coarse: bool) -> None:
+    from app.reranking.rules.diversity import mmr_steps
+
+    rng = np.random.default_rng(seed)
+    scores = rng.random(n)
+    vectors = rng.normal(size=(n, 5)).astype(np.float32)
+    if coarse:  # ties in both scores and similarities
+        scores = np.round(scores, 1)
+        vectors = np.round(vectors)
+    picks = int(rng.integers(1, n + 1))
+    assert mmr_steps(scores, vectors, picks, weight).tolist() == mmr_by_definition(
+        scores, vectors, picks, weight
+    )

@@ -36,7 +36,7 @@ class Fresh:
             return SourceResult.skip("no releases in the window")
         profile = given.user.content_vector
         if profile is not None:
-            scores = self.items.content[pool] @ profile
+            scores = np.take(self.items.content, pool, axis=0) @ profile
         else:
             age = today - self.items.released_day[pool]
             scores = (np.log1p(self.items.popularity[pool]) + 1.0 / (1.0 + age)).astype(np.float32)

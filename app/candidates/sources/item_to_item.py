@@ -38,15 +38,19 @@ class ItemToItem:
         # CF neighbours say "people who watched X also watched"; items the CF model has not
         # seen fall back to content neighbours.
         searches = [
-            (self.cf if self.items.in_cf[a] else self.content).nearest(
-                (self.items.cf if self.items.in_cf[a] else self.items.content)[a],
-                k,
-                given.gate.sql,
-                given.gate.allows,
-            )
+            (self.cf, self.items.cf[a])
+            if self.items.in_cf[a]
+            else (self.content, self.items.content[a])
             for a in anchors
         ]
-        found = await asyncio.gather(*searches)
+        sql, allows = given.gate.sql, given.gate.allows
+        if all(index.memory is not None for index, _ in searches):
+            # in memory a search never waits: one after another, without a task each
+            found = [await index.nearest(vector, k, sql, allows) for index, vector in searches]
+        else:
+            found = await asyncio.gather(
+                *(index.nearest(vector, k, sql, allows) for index, vector in searches)
+            )
         items, scores, anchor_of, order = [], [], [], []
         for position, (anchor, (idx, score)) in enumerate(zip(anchors, found, strict=True)):
             keep = idx != anchor

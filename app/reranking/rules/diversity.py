@@ -98,25 +98,25 @@ def mmr_steps(scores: np.ndarray, vectors: np.ndarray, picks: int, weight: float
     """Positions chosen for the first `picks` slots by maximal marginal relevance.
 
     The max-similarity vector is updated incrementally, one row of the similarity matrix per
-    slot, so a slot costs O(n).
+    slot, so a slot costs O(n): three numpy calls. The penalty is applied to the similarities
+    once (a positive factor commutes with max exactly) and a chosen entry's relevance becomes
+    -inf (so is its gain, whatever its penalty).
     """
-    n = len(scores)
-    similarity = (vectors @ vectors.T).astype(np.float64)
-    relevance = weight * scores.astype(np.float64)
     penalty = 1.0 - weight
-    available = np.ones(n, dtype=bool)
+    penalties = penalty * (vectors @ vectors.T).astype(np.float64)
+    relevance = weight * scores.astype(np.float64)
     steps = np.empty(picks, dtype=np.int64)
-    max_similarity = np.zeros(n)
+    max_penalty = np.zeros(len(scores))
+    gain = relevance.copy()
     for slot in range(picks):
-        gain = relevance - penalty * max_similarity if slot else relevance.copy()
-        gain[~available] = -np.inf
         chosen = int(np.argmax(gain))
         steps[slot] = chosen
-        available[chosen] = False
+        relevance[chosen] = -np.inf
         if slot:
-            np.maximum(max_similarity, similarity[chosen], out=max_similarity)
+            np.maximum(max_penalty, penalties[chosen], out=max_penalty)
         else:
-            max_similarity = similarity[chosen].copy()
+            max_penalty = penalties[chosen].copy()
+        np.subtract(relevance, max_penalty, out=gain)
     return steps
 
 
