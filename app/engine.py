@@ -31,7 +31,6 @@ from app.domain import (
     RecommendationRequest,
     RecommendationResult,
     ScoredItemView,
-    StageStatus,
     UserState,
     UserView,
 )
@@ -164,9 +163,8 @@ class Engine:
                 load_user=user,
                 fallback_user=lambda: self.user_state_now(current, request.user_id),
                 arrived=arrived,
+                queued=queued,
             )
-        result.stages.append(queued)
-        result.degraded = result.degraded or queued.status is not StageStatus.OK
         for observe in self.observers:
             observe(result)
         return result

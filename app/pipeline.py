@@ -156,11 +156,12 @@ class Pipeline:
         load_user: UserLoader | None = None,
         fallback_user: Callable[[], UserState] | None = None,
         arrived: float | None = None,
+        queued: StageReport | None = None,
     ) -> RecommendationResult:
         """Recommendations for `user` (default: the batch profile), or for the state `load_user`
         produces under the user-state deadline; if it is late or fails, `fallback_user`'s
         (default: the batch profile). The budget counts from `arrived` (`time.perf_counter()`
-        when the request came in; default: now)."""
+        when the request came in; default: now); `queued` reports its wait for admission."""
         started = time.perf_counter() if arrived is None else arrived
 
         def remaining(stage_ms: float) -> float:
@@ -232,7 +233,7 @@ class Pipeline:
 
         if request.explain:
             self._explain(picks, ranked)
-        reports += user_report + source_reports
+        reports += user_report + ([queued] if queued is not None else []) + source_reports
         degraded = any(r.status in (StageStatus.TIMEOUT, StageStatus.ERROR) for r in reports)
         return RecommendationResult(
             picks=picks,

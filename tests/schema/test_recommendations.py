@@ -53,13 +53,14 @@ async def test_contract_thirty_explained_items(client, users_table) -> None:
     result = data["data"]["recommendations"]
     assert len(result["items"]) == 30
     assert [i["position"] for i in result["items"]] == list(range(1, 31))
-    assert [s["name"] for s in result["stages"][:4]] == [
+    assert [s["name"] for s in result["stages"][:5]] == [
         "candidates",
         "ranking",
         "reranking",
         "user_state",
+        "queue",  # the wait for admission (app.admission)
     ]
-    assert all(s["name"].startswith("source:") for s in result["stages"][4:])
+    assert all(s["name"].startswith("source:") for s in result["stages"][5:])
     assert result["degraded"] is False
     assert result["modelVersion"] == CatalogRoot(client.app.state.engine.settings.db_path).current()
     ids = [i["item"]["id"] for i in result["items"]]
