@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.bench import markdown as latency_markdown
+from pipelines.bench_http import KNEE_MAX_DEGRADED
 
 PNG = "latency-vs-load.png"
 
@@ -120,11 +121,29 @@ def plot(report: dict[str, Any], path: Path) -> None:
     runs = [(h, name, m) for h, name, m in runs if h.get("available") and h.get("rows")]
     if runs:
         rate = ax.twinx()
-        for http, name, marker in runs:
+        for color, (http, name, marker) in zip(("C0", "C1"), runs, strict=False):
             rows = http["rows"]
             x = [r["connections"] for r in rows]
-            ax.plot(x, [r.get("p99_ms") for r in rows], f"{marker}-", label=f"p99, {name}")
-            rate.plot(x, [r["requests_per_s"] for r in rows], f"{marker}--", label=f"req/s, {name}")
+            p99 = [r.get("p99_ms") for r in rows]
+            ax.plot(x, p99, f"{marker}-", color=color, label=f"p99, {name}")
+            rate.plot(
+                x,
+                [r["requests_per_s"] for r in rows],
+                f"{marker}--",
+                color=color,
+                label=f"req/s, {name}",
+            )
+            late = [r for r in rows if r.get("degraded_share", 0.0) > KNEE_MAX_DEGRADED]
+            if late:  # throughput bought with degraded answers: circled in red
+                rate.plot(
+                    [r["connections"] for r in late],
+                    [r["requests_per_s"] for r in late],
+                    "o",
+                    markersize=12,
+                    markerfacecolor="none",
+                    markeredgecolor="red",
+                    label=f"over 1% degraded, {name}",
+                )
             knee = http.get("knee_connections")
             if knee is not None:
                 ax.axvline(knee, linestyle=":", color="red", label=f"knee, {name} ({knee})")
