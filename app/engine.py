@@ -44,7 +44,6 @@ from app.realtime.records import EventDraft, ItemDraft, RecordedEvents, Reloaded
 from app.runtime import Runtime
 from app.settings import Settings
 from app.store import EVENTS, CatalogRoot
-from app.warmup import warm
 
 MAX_COUNT = 200
 RETRY_FOLLOW_S = 30.0  # before loading again a pinned version that failed to load
@@ -122,9 +121,7 @@ class Engine:
         fold_in = FoldIn.for_version(
             runtime.items, runtime.manifest.cf, await _events(runtime), settings.faults
         )
-        loaded = cls._assemble(settings, runtime, live, fold_in, 0)
-        await warm(loaded.pipeline, runtime.users, settings.warmup_requests)
-        return loaded
+        return cls._assemble(settings, runtime, live, fold_in, 0)
 
     @staticmethod
     def _assemble(

@@ -128,13 +128,6 @@ class Settings(BaseSettings):
     serving_blas_threads: int = Field(
         1, ge=1, le=64, description="BLAS threads while serving (small products, many requests)."
     )
-    warmup_requests: int = Field(
-        32,
-        ge=0,
-        le=10_000,
-        description="Recommendations a loaded version answers for sampled users before it "
-        "serves (start-up, reload): its first requests' one-time costs. 0: none.",
-    )
     user_cache_ttl_s: float = Field(30.0, ge=0, description="TTL of cached user states.")
     similar_cache_ttl_s: float = Field(300.0, ge=0, description="TTL of cached similar items.")
     graphiql: bool = Field(True, description="Serve the GraphiQL IDE at /graphql.")

@@ -16,8 +16,6 @@ from hypothesis import HealthCheck, settings
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("LANCE_LOG", "error")
-# Servers in tests start on small catalogs dozens of times: no warm-up (tests/app/test_warmup.py)
-os.environ.setdefault("SHORTLIST_WARMUP_REQUESTS", "0")
 
 # Property tests check behaviour, never speed: no per-example deadline, which a busy 2-core
 # machine (CI, or a build running beside the tests) would otherwise turn into flaky failures.
