@@ -289,14 +289,9 @@ class Engine:
         vectors = await live.items.embed(drafts, self.current.runtime.manifest.content_dim)
         async with self._swap, live.feed.items_lock():  # one writer across replicas too
             rows = await live.items.record(drafts, vectors)
-            loaded = self.current
-            runtime, inserted, updated = await live.items.apply(loaded.runtime, rows)
-            if runtime is not loaded.runtime:
-                self.current = self._assemble(
-                    self.settings, runtime, live, loaded.fold_in, loaded.revision + 1
-                )
-            if inserted or updated:  # before the answer: every replica's next request sees them
-                await live.feed.publish_items(ItemsNotice(runtime.version, inserted + updated))
+            self.current, inserted, updated = await self._applied(self.current, rows)
+            # before the answer: every replica's next request sees them
+            await self._announce(self.current, inserted + updated)
         self._spawn(self.refresh_index())
         return UpsertedItems(inserted, updated)
 
@@ -364,10 +359,26 @@ class Engine:
             except Exception as exc:
                 log.error("cannot take in the items another replica upserted: %s", exc)
                 return
-            if runtime is not loaded.runtime:
-                self.current = self._assemble(
-                    self.settings, runtime, live, loaded.fold_in, loaded.revision + 1
-                )
+            self.current = self._with_runtime(loaded, runtime)
+
+    async def _applied(self, loaded: Loaded, rows: Any) -> tuple[Loaded, list[str], list[str]]:
+        """`loaded` with these live item rows applied to its version; (loaded, inserted,
+        updated). Call it holding the items lock."""
+        runtime, inserted, updated = await self._live().items.apply(loaded.runtime, rows)
+        return self._with_runtime(loaded, runtime), inserted, updated
+
+    async def _announce(self, loaded: Loaded, item_ids: list[str]) -> None:
+        """Tell the other replicas which items were written into `loaded`'s version."""
+        if item_ids:
+            await self._live().feed.publish_items(ItemsNotice(loaded.runtime.version, item_ids))
+
+    def _with_runtime(self, loaded: Loaded, runtime: Runtime) -> Loaded:
+        """`loaded` on a changed runtime (the pipeline assembled again), or itself if unchanged."""
+        if runtime is loaded.runtime:
+            return loaded
+        return self._assemble(
+            self.settings, runtime, self.live, loaded.fold_in, loaded.revision + 1
+        )
 
     async def _follow(self, version: str) -> None:
         """Serve `version`, which another replica pinned (requests wait: every replica must
@@ -400,13 +411,8 @@ class Engine:
         rows = await live.items.stored()
         if rows is not None:
             async with live.feed.items_lock():
-                runtime, inserted, updated = await live.items.apply(loaded.runtime, rows)
-                if inserted or updated:
-                    await live.feed.publish_items(ItemsNotice(runtime.version, inserted + updated))
-            if runtime is not loaded.runtime:
-                loaded = self._assemble(
-                    self.settings, runtime, live, loaded.fold_in, loaded.revision + 1
-                )
+                loaded, inserted, updated = await self._applied(loaded, rows)
+                await self._announce(loaded, inserted + updated)
         watermark = loaded.runtime.manifest.live_watermark
         replayed = 0
         if replay or watermark != live.watermark:
@@ -431,9 +437,7 @@ class Engine:
                 )
                 if refreshed:
                     runtime = await loaded.runtime.with_items(loaded.runtime.items)
-                    self.current = self._assemble(
-                        self.settings, runtime, self.live, loaded.fold_in, loaded.revision + 1
-                    )
+                    self.current = self._with_runtime(loaded, runtime)
         except Exception as exc:  # an index refresh is an optimisation: searches stay correct
             log.warning("refreshing the item index failed: %s", exc)
 

@@ -17,6 +17,7 @@ feature), so a table remembers its last few answers (`_Recent`).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -133,6 +134,21 @@ class _Recent:
         self._answers.append((decay, history.copy(), weights.copy(), answer))
         return answer
 
+    def answer(
+        self,
+        history: np.ndarray,
+        weights: np.ndarray,
+        decay: float,
+        compute: Callable[[np.ndarray, np.ndarray, float], Affinity],
+    ) -> Affinity:
+        """The remembered answer to these inputs, else `compute`'s, remembered."""
+        history = np.asarray(history, dtype=np.int64)
+        weights = np.asarray(weights, dtype=np.float32)
+        known = self.get(history, weights, decay)
+        if known is not None:
+            return known
+        return self.put(history, weights, decay, compute(history, weights, decay))
+
 
 @dataclass(frozen=True)
 class DenseRelations:
@@ -148,12 +164,7 @@ class DenseRelations:
             raise ValueError("covered items must be ascending and unique")
 
     def affinity(self, history: np.ndarray, weights: np.ndarray, decay: float = 1.0) -> Affinity:
-        history = np.asarray(history, dtype=np.int64)
-        weights = np.asarray(weights, dtype=np.float32)
-        known = self._recent.get(history, weights, decay)
-        if known is not None:
-            return known
-        return self._recent.put(history, weights, decay, self._affinity(history, weights, decay))
+        return self._recent.answer(history, weights, decay, self._affinity)
 
     def _affinity(self, history: np.ndarray, weights: np.ndarray, decay: float) -> Affinity:
         mass = _decayed(weights, decay)
@@ -187,12 +198,7 @@ class NeighbourRelations:
         return len(self.neighbours)
 
     def affinity(self, history: np.ndarray, weights: np.ndarray, decay: float = 1.0) -> Affinity:
-        history = np.asarray(history, dtype=np.int64)
-        weights = np.asarray(weights, dtype=np.float32)
-        known = self._recent.get(history, weights, decay)
-        if known is not None:
-            return known
-        return self._recent.put(history, weights, decay, self._affinity(history, weights, decay))
+        return self._recent.answer(history, weights, decay, self._affinity)
 
     def _affinity(self, history: np.ndarray, weights: np.ndarray, decay: float) -> Affinity:
         weights = _decayed(weights, decay)

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 import redis.asyncio as redis
 from redis.exceptions import LockError
 
-from app.errors import ShortlistError
+from app.realtime.live_store import LiveStoreError
 from app.realtime.records import LiveEvent
 
 log = logging.getLogger("shortlist.realtime")
@@ -70,11 +70,9 @@ class ItemsNotice:
     item_ids: list[str]  # inserted or changed there
 
 
-class ItemsBusy(ShortlistError):
+class ItemsBusy(LiveStoreError):
     """The items lock could not be taken (another replica held it too long, or Redis is
-    unreachable); nothing was written."""
-
-    code = "LIVE_STORE_UNAVAILABLE"
+    unreachable): nothing was written; or the other replicas could not be told of a write."""
 
 
 class Feed(Protocol):

@@ -144,22 +144,23 @@ def test_deep_ranks_fall_in_the_last_band():
     assert bands(ranks).tolist() == [band(int(r)) for r in ranks]
 
 
-@given(
+# the hits of up to 12 candidates, up to 4 each
+HIT_LISTS = st.lists(
     st.lists(
-        st.lists(
-            st.builds(
-                SourceHit,
-                st.sampled_from(["cf_ann", "ease", "popular"]),
-                st.integers(1, 500),
-                st.floats(-5, 5),
-                st.one_of(st.none(), st.integers(0, 99)),
-            ),
-            max_size=4,
+        st.builds(
+            SourceHit,
+            st.sampled_from(["cf_ann", "ease", "popular"]),
+            st.integers(1, 500),
+            st.floats(-5, 5),
+            st.one_of(st.none(), st.integers(0, 99)),
         ),
-        max_size=12,
+        max_size=4,
     ),
-    st.randoms(use_true_random=False),
+    max_size=12,
 )
+
+
+@given(HIT_LISTS, st.randoms(use_true_random=False))
 def test_hits_in_columns_round_trip_and_take_rows_in_any_order(hits, random):
     from app.domain import Candidates
 
@@ -171,22 +172,7 @@ def test_hits_in_columns_round_trip_and_take_rows_in_any_order(hits, random):
     assert taken.hits == [hits[r] for r in rows]
 
 
-@given(
-    st.lists(
-        st.lists(
-            st.builds(
-                SourceHit,
-                st.sampled_from(["cf_ann", "ease", "popular"]),
-                st.integers(1, 500),
-                st.floats(-5, 5),
-                st.one_of(st.none(), st.integers(0, 99)),
-            ),
-            max_size=4,
-        ),
-        max_size=12,
-    ),
-    st.randoms(use_true_random=False),
-)
+@given(HIT_LISTS, st.randoms(use_true_random=False))
 def test_hit_lists_made_on_demand_are_the_table_s_lists(hits, random):
     """Rows asked in any order, again, from the end, or as a slice: what `lists` makes."""
     from app.domain import HitLists

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from app.store import MANIFEST, CatalogRoot
 from tests.conftest import ROOT
 
 
@@ -71,3 +74,18 @@ class ServeProcess:
         if self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=30)
+
+
+def publish_copy(root: Path, version: str) -> str:
+    """A new version `version` in `root`, copied from CURRENT (standing in for a build), made
+    CURRENT; returns the version copied."""
+    catalog = CatalogRoot(root)
+    first = catalog.current()
+    assert first is not None
+    shutil.copytree(catalog.versions_dir / first, catalog.versions_dir / version)
+    manifest = json.loads((catalog.versions_dir / version / MANIFEST).read_text())
+    (catalog.versions_dir / version / MANIFEST).write_text(
+        json.dumps({**manifest, "version": version})
+    )
+    catalog.publish(version)
+    return first

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import lancedb
 
-from app.store import MANIFEST, CatalogRoot
-from tests.e2e.serve import ServeProcess
+from app.store import CatalogRoot
+from tests.e2e.serve import ServeProcess, publish_copy
 
 KEY, ADMIN = "e2e-events-key", "e2e-admin-key"
 EVENTS = "mutation($e: [EventInput!]!) { recordEvents(events: $e) { accepted } }"
@@ -108,14 +108,8 @@ def test_acknowledged_events_survive_kill_9_and_sighup_swaps_versions(
         assert data["data"]["user"]["eventCount"] == load0
 
         # a new version appears (a copy stands in for a build); SIGHUP switches to it
-        catalog = CatalogRoot(root)
         second = "v29990101-000000-000"
-        shutil.copytree(catalog.versions_dir / first, catalog.versions_dir / second)
-        manifest = json.loads((catalog.versions_dir / second / MANIFEST).read_text())
-        (catalog.versions_dir / second / MANIFEST).write_text(
-            json.dumps({**manifest, "version": second})
-        )
-        catalog.publish(second)
+        assert publish_copy(root, second) == first
         restarted.process.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 120
         while restarted.ready()["modelVersion"] != second:

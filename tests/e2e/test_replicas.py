@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.store import MANIFEST, CatalogRoot
-from tests.e2e.serve import ServeProcess
+from app.store import CatalogRoot
+from tests.e2e.serve import ServeProcess, publish_copy
 
 KEY, ADMIN = "replica-events-key", "replica-admin-key"
 EVENTS = "mutation($e: [EventInput!]!) { recordEvents(events: $e) { accepted } }"
@@ -150,14 +150,8 @@ def test_both_replicas_answer_with_the_version_reloaded_on_one(
     first = a.recommended(user)[1]["modelVersion"]
     assert b.recommended(user)[1]["modelVersion"] == first
 
-    catalog = CatalogRoot(root)  # a new version appears: a copy stands in for a build
-    second = "v29990101-000000-001"
-    shutil.copytree(catalog.versions_dir / first, catalog.versions_dir / second)
-    manifest = json.loads((catalog.versions_dir / second / MANIFEST).read_text())
-    (catalog.versions_dir / second / MANIFEST).write_text(
-        json.dumps({**manifest, "version": second})
-    )
-    catalog.publish(second)
+    second = "v29990101-000000-001"  # a new version appears: a copy stands in for a build
+    assert publish_copy(root, second) == first
 
     reloaded = a.post(RELOAD, key=ADMIN)["reloadModels"]
     assert reloaded == {"modelVersion": second, "switched": True}
@@ -228,16 +222,8 @@ def test_worker_processes_share_upserted_items(
 
 def test_sighup_to_the_supervisor_switches_every_worker(workers: tuple[Path, Workers]) -> None:
     root, server = workers
-    catalog = CatalogRoot(root)
-    first = catalog.current()
-    assert first is not None
     second = "v29990202-000000-002"  # a copy stands in for a build
-    shutil.copytree(catalog.versions_dir / first, catalog.versions_dir / second)
-    manifest = json.loads((catalog.versions_dir / second / MANIFEST).read_text())
-    (catalog.versions_dir / second / MANIFEST).write_text(
-        json.dumps({**manifest, "version": second})
-    )
-    catalog.publish(second)
+    publish_copy(root, second)
     server.process.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 120
     versions: set[str] = set()
