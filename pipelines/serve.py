@@ -5,13 +5,16 @@ Worker processes are replicas of one another on one host (README "Scaling out"):
 catalog version and keeps its own live state, and they share, through Redis
 (SHORTLIST_REDIS_URL, required for more than one worker), the event feed and sequence numbers,
 the pinned version, the upserted items' notices and lock, the similar-items cache and the
-per-client budgets. The kernel spreads connections over the workers (one shared socket).
+per-client budgets. The workers take the shared socket's connections in turn, the one with the
+fewest open connections first (`pipelines.connections`), so that clients keeping a few
+connections open are answered on every core.
 
 The parent process only supervises (uvicorn's `Multiprocess`): it restarts a worker that dies
-and stops everything, exiting non-zero, when a worker cannot start. One difference from
-uvicorn's: SIGHUP is passed on to every worker, which loads the newest built version in the
-background and pins it for the others (what SIGHUP does to one process), where uvicorn would
-restart the workers - and a restarted worker starts on the pinned, old version.
+and stops everything, exiting non-zero, when a worker cannot start. Differences from uvicorn's:
+the workers take connections in turn (above); SIGHUP is passed on to every worker, which loads
+the newest built version in the background and pins it for the others (what SIGHUP does to one
+process), where uvicorn would restart the workers - and a restarted worker starts on the pinned,
+old version; and the number of workers is fixed (SIGTTIN and SIGTTOU are ignored).
 """
 
 from __future__ import annotations
@@ -19,20 +22,23 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import multiprocessing
 import os
 import signal
+import socket
 import sys
 
 import uvicorn
 from starlette.applications import Starlette
+from uvicorn.config import STARTUP_FAILURE as FAILED_TO_START
 from uvicorn.supervisors import Multiprocess
 
 from app.errors import ConfigError
 from app.server import create_app
 from app.settings import Settings
+from pipelines.connections import Loads, TakingProcess
 from schema.http import graphql_app
 
-STARTUP_FAILURE = 3  # uvicorn's exit code for a server that could not start
 WORKER_PING_TIMEOUT_S = 60
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 log = logging.getLogger("uvicorn.error")  # the supervisor logs where uvicorn does
@@ -95,15 +101,52 @@ def serve(settings: Settings, workers: int = 1) -> None:
     supervisor = Workers(config, sockets=[config.bind_socket()])
     supervisor.run()
     if supervisor.failed_to_start():
-        sys.exit(STARTUP_FAILURE)
+        sys.exit(FAILED_TO_START)
 
 
 class Workers(Multiprocess):
+    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket]) -> None:
+        super().__init__(config, sockets)
+        self.loads = Loads(config.workers, multiprocessing.get_context("spawn"))
+
+    def _started(self) -> TakingProcess:
+        process = TakingProcess(self.config, self.sockets, self.loads)
+        process.start()
+        return process
+
+    def init_processes(self) -> None:
+        self.processes = [self._started() for _ in range(self.processes_num)]
+
+    def keep_subprocess_alive(self) -> None:
+        """uvicorn's, with its workers: a hung worker is killed and a dead one replaced, unless
+        it failed to start (then everything stops: it would fail the same way again)."""
+        if self.should_exit.is_set():
+            return
+        for idx, process in enumerate(self.processes):
+            if process.is_alive(timeout=self.config.timeout_worker_healthcheck):
+                continue
+            process.kill()
+            process.join()
+            if process.exitcode == FAILED_TO_START:
+                log.error("worker %s failed to start: stopping", process.pid)
+                self.should_exit.set()
+                return
+            if self.should_exit.is_set():
+                return
+            log.warning("worker %s died: starting another", process.pid)
+            self.processes[idx] = self._started()
+
     def handle_hup(self) -> None:
         for process in self.processes:
             if process.pid is not None and process.process.is_alive():
                 os.kill(process.pid, signal.SIGHUP)
         log.warning("SIGHUP passed on to the workers: each loads the newest version")
 
+    def handle_ttin(self) -> None:
+        log.warning("SIGTTIN ignored: the number of workers is set by --workers")
+
+    def handle_ttou(self) -> None:
+        log.warning("SIGTTOU ignored: the number of workers is set by --workers")
+
     def failed_to_start(self) -> bool:
-        return any(p.exitcode == STARTUP_FAILURE for p in self.processes)
+        return any(p.exitcode == FAILED_TO_START for p in self.processes)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import shutil
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -218,6 +220,34 @@ def test_worker_processes_share_upserted_items(
     assert server.post(UPSERT, key=ADMIN, i=[renamed])["upsertItems"]["updated"] == [fresh]
     for replica, answers in server.by_replica(ITEM, id=fresh).items():
         assert all(a["item"]["title"] == renamed["title"] for a in answers), replica
+
+
+def test_connections_opened_at_once_are_dealt_to_both_workers(
+    workers: tuple[Path, Workers],
+) -> None:
+    """A client opening its connections in a burst (a pool, a load balancer) and keeping them
+    gets both workers: without turns, the first worker to wake takes them all."""
+    _, server = workers
+    address = ("127.0.0.1", int(server.url.rsplit(":", 1)[1]))
+    kept = [socket.create_connection(address, timeout=30) for _ in range(8)]
+    try:
+        replicas = collections.Counter(_replica(connection) for connection in kept)
+    finally:
+        for connection in kept:
+            connection.close()
+    assert len(replicas) == 2 and min(replicas.values()) >= 3, replicas
+
+
+def _replica(connection: socket.socket) -> str:
+    """/readyz's `replica` on a kept-open connection (HTTP/1.1 by hand: no pool to choose)."""
+    connection.sendall(b"GET /readyz HTTP/1.1\r\nHost: shortlist\r\n\r\n")
+    answer = b""
+    while b"}" not in answer:
+        chunk = connection.recv(4096)
+        assert chunk, "the connection closed before /readyz answered"
+        answer += chunk
+    body = answer.split(b"\r\n\r\n", 1)[1]
+    return str(json.loads(body[body.index(b"{") : body.rindex(b"}") + 1])["replica"])
 
 
 def test_sighup_to_the_supervisor_switches_every_worker(workers: tuple[Path, Workers]) -> None:

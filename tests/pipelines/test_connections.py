@@ -1,0 +1,49 @@
+"""The workers' turn-taking table (`pipelines.connections.Loads`), in shared memory."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pipelines.connections import Loads
+
+
+def loads(slots: int) -> Loads:
+    return Loads(slots, multiprocessing.get_context("spawn"))
+
+
+def test_the_worker_with_fewest_connections_takes_the_next() -> None:
+    table = loads(2)
+    me = table.claim(os.getpid())
+    other = table.claim(os.getppid())  # a live process standing in for the other worker
+    assert me != other
+    assert table.fewest(me) and table.fewest(other)  # 0 and 0: either may take
+    table.publish(me, 1)
+    assert not table.fewest(me) and table.fewest(other)
+    table.publish(other, 1)
+    assert table.fewest(me) and table.fewest(other)
+    table.publish(other, 3)
+    assert table.fewest(me) and not table.fewest(other)
+
+
+def test_a_dead_worker_is_not_waited_for_and_its_slot_is_taken() -> None:
+    table = loads(2)
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        gone = table.claim(worker.pid)
+        me = table.claim(os.getpid())
+        table.publish(me, 5)
+        assert not table.fewest(me)  # the other worker has fewer (0): it takes the next
+    finally:
+        worker.kill()
+        worker.wait()
+    assert table.fewest(me)  # dead, it will never accept: not waited for
+    assert table.claim(os.getppid()) == gone  # its replacement takes the dead worker's slot
+    with pytest.raises(RuntimeError, match="all 2 worker slots are taken"):
+        table.claim(1)  # both slots held by live processes
+    table.release(me)
+    assert table.claim(1) == me  # a released slot is free again
