@@ -290,8 +290,10 @@ class Engine:
         async with self._swap, live.feed.items_lock():  # one writer across replicas too
             rows = await live.items.record(drafts, vectors)
             self.current, inserted, updated = await self._applied(self.current, rows)
-            # before the answer: every replica's next request sees them
-            await self._announce(self.current, inserted + updated)
+            # before the answer: every replica's next request sees them. Every item of the call
+            # is named, changed or not: a retry after a notice Redis refused (the items stored,
+            # the call failed) changes nothing, and must still tell the other replicas
+            await self._announce(self.current, [draft.item_id for draft in drafts])
         self._spawn(self.refresh_index())
         return UpsertedItems(inserted, updated)
 

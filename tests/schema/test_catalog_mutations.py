@@ -6,9 +6,11 @@ import asyncio
 import json
 import shutil
 from datetime import date, timedelta
+from typing import Any
 
 import numpy as np
 
+from app.realtime.feed import ItemsBusy, ItemsNotice
 from app.realtime.records import ItemDraft
 from app.settings import Settings
 from app.store import MANIFEST, CatalogRoot
@@ -78,6 +80,41 @@ async def test_upserted_items_are_served_at_once_and_after_a_restart(
         assert ids(similar["data"]["similarItems"])[0] == "new-1"
         item = await gql(restarted, '{ item(id: "i0005") { title } }')
         assert item["data"]["item"]["title"] == "A New Title"
+
+
+class RefusesOneNotice:
+    """The live feed, except that the first items notice is refused (Redis gone for a moment)."""
+
+    def __init__(self, feed: Any) -> None:
+        self.feed, self.notices, self.refused = feed, [], False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.feed, name)
+
+    async def publish_items(self, notice: ItemsNotice) -> None:
+        if not self.refused:
+            self.refused = True
+            raise ItemsBusy("redis refused the notice")
+        self.notices.append(notice)
+
+
+async def test_a_retried_upsert_tells_the_replicas_what_a_refused_notice_did_not(
+    live_client,
+) -> None:
+    engine = live_client.app.state.engine
+    feed = RefusesOneNotice(engine.live.events.feed)
+    engine.live.events.feed = feed
+    try:
+        failed = await admin(live_client, UPSERT, i=NEW_ITEMS)
+        assert failed["errors"][0]["extensions"]["code"] == "LIVE_STORE_UNAVAILABLE"
+        assert feed.notices == []  # stored and served here, the other replicas not told
+        again = (await admin(live_client, UPSERT, i=NEW_ITEMS))["data"]["upsertItems"]
+        assert again["inserted"] == [] and again["updated"] == []  # nothing changed...
+        # ...and the retry still names the items for the other replicas
+        assert [n.item_ids for n in feed.notices] == [["new-1", "new-2"]]
+        assert feed.notices[0].version == engine.current.runtime.version
+    finally:
+        engine.live.events.feed = feed.feed
 
 
 async def test_bad_items_are_refused_whole(live_client) -> None:
