@@ -39,6 +39,12 @@ class BucketStore(Protocol):
         taken then)."""
         ...
 
+    async def grant(
+        self, wanted: dict[str, int], rate: float, burst: float, now: float
+    ) -> dict[str, int]:
+        """Take up to `wanted[key]` whole tokens from each bucket; how many each gave."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -52,19 +58,40 @@ class MemoryBuckets:
     async def take(self, key: str, cost: float, rate: float, burst: float, now: float) -> float:
         return self.take_now(key, cost, rate, burst, now)
 
+    async def grant(
+        self, wanted: dict[str, int], rate: float, burst: float, now: float
+    ) -> dict[str, int]:
+        return self.grant_now(wanted, rate, burst, now)
+
     async def close(self) -> None:
         return None
 
     def take_now(self, key: str, cost: float, rate: float, burst: float, now: float) -> float:
-        tokens, at = self._buckets.get(key, (burst, now))
-        tokens = min(burst, tokens + max(0.0, now - at) * rate)
+        tokens = self._refilled(key, rate, burst, now)
         if tokens >= cost:
-            self._buckets[key] = (tokens - cost, now)
-            if len(self._buckets) > self.max_tracked:
-                self._forget_full(now, rate, burst)
+            self._keep(key, tokens - cost, now, rate, burst)
             return 0.0
-        self._buckets[key] = (tokens, now)
+        self._keep(key, tokens, now, rate, burst)
         return (cost - tokens) / rate
+
+    def grant_now(
+        self, wanted: dict[str, int], rate: float, burst: float, now: float
+    ) -> dict[str, int]:
+        granted = {}
+        for key, count in wanted.items():
+            tokens = self._refilled(key, rate, burst, now)
+            granted[key] = min(count, int(tokens))
+            self._keep(key, tokens - granted[key], now, rate, burst)
+        return granted
+
+    def _refilled(self, key: str, rate: float, burst: float, now: float) -> float:
+        tokens, at = self._buckets.get(key, (burst, now))
+        return min(burst, tokens + max(0.0, now - at) * rate)
+
+    def _keep(self, key: str, tokens: float, now: float, rate: float, burst: float) -> None:
+        self._buckets[key] = (tokens, now)
+        if len(self._buckets) > self.max_tracked:
+            self._forget_full(now, rate, burst)
 
     def _forget_full(self, now: float, rate: float, burst: float) -> None:
         """Drop buckets that have refilled since: they behave exactly like absent ones."""
@@ -90,6 +117,23 @@ redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens),
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
 return string.format('%.6f', wait)
 """
+# KEYS[1]: the bucket; ARGV: wanted, rate, burst. Takes up to `wanted` whole tokens; returns
+# how many it took.
+_GRANT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local wanted, rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local held = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(held[1]) or burst
+local at = tonumber(held[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local granted = math.min(wanted, math.floor(tokens))
+tokens = tokens - granted
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens),
+           'at', string.format('%.6f', now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return granted
+"""
 
 
 class RedisBuckets:
@@ -99,6 +143,7 @@ class RedisBuckets:
         self.client = client
         self.prefix = f"{namespace}:rate:"
         self.script = client.register_script(_TAKE)
+        self.granting = client.register_script(_GRANT)
         self.fallback = MemoryBuckets()  # while Redis cannot be reached
         self._reachable = True
 
@@ -110,15 +155,41 @@ class RedisBuckets:
         try:
             wait = float(await self.script(keys=[self.prefix + key], args=[cost, rate, burst]))
         except (redis.RedisError, OSError) as exc:
-            if self._reachable:
-                log.warning("rate limits: Redis unreachable, this process counts alone: %s", exc)
-                self._reachable = False
+            self._unreachable(exc)
             return self.fallback.take_now(key, cost, rate, burst, now)
         self._reachable = True
         return wait
 
+    async def grant(
+        self, wanted: dict[str, int], rate: float, burst: float, now: float
+    ) -> dict[str, int]:
+        """One round trip for every bucket (a pipeline of scripts)."""
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key, count in wanted.items():
+                    keys, args = [self.prefix + key], [count, rate, burst]
+                    await self.granting(keys=keys, args=args, client=pipe)
+                given = await pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            self._unreachable(exc)
+            return self.fallback.grant_now(wanted, rate, burst, now)
+        self._reachable = True
+        return {key: int(count) for key, count in zip(wanted, given, strict=True)}
+
+    def _unreachable(self, exc: BaseException) -> None:
+        if self._reachable:
+            log.warning("rate limits: Redis unreachable, this process counts alone: %s", exc)
+            self._reachable = False
+
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def shared_buckets(settings: Settings) -> BucketStore:
+    """Buckets every replica shares (Redis) when SHORTLIST_REDIS_URL is set, else this process's."""
+    if settings.redis_url is None:
+        return MemoryBuckets()
+    return RedisBuckets.connect(settings.redis_url, settings.redis_namespace)
 
 
 @dataclass(frozen=True)
@@ -145,8 +216,6 @@ class RateLimits:
     @classmethod
     def from_settings(cls, settings: Settings, store: BucketStore | None = None) -> RateLimits:
         """The configured budgets, in Redis when SHORTLIST_REDIS_URL is set (else in memory)."""
-        if store is None and settings.redis_url is not None:
-            store = RedisBuckets.connect(settings.redis_url, settings.redis_namespace)
         return cls(
             Budget(
                 "queries",
@@ -160,7 +229,7 @@ class RateLimits:
                 settings.event_burst_per_client,
                 "SHORTLIST_EVENT_RATE_PER_CLIENT",
             ),
-            store,
+            store or shared_buckets(settings),
         )
 
     async def close(self) -> None:

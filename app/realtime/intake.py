@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import unicodedata
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,35 +20,12 @@ import numpy as np
 
 from app.events import EVENT_TYPES, event_weights
 from app.items import ItemCatalog
+from app.rate_limits import BucketStore, MemoryBuckets
 from app.realtime.records import EventDraft, LiveEvent, Rejection
 
 MAX_ID_LENGTH = 256
+USER_BUCKET = "user-events:"  # a user's bucket, beside the per-client ones (`app.rate_limits`)
 MAX_LABEL_LENGTH = 64
-
-
-class RateLimiter:
-    """A token bucket per user: `burst` events at once, refilled at `rate` events per second."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self._buckets: dict[str, tuple[float, float]] = {}  # user -> (tokens, at)
-
-    def take(self, user_id: str, now: float) -> bool:
-        tokens, at = self._buckets.get(user_id, (self.burst, now))
-        tokens = min(self.burst, tokens + max(0.0, now - at) * self.rate)
-        if tokens < 1.0:
-            self._buckets[user_id] = (tokens, now)
-            return False
-        self._buckets[user_id] = (tokens - 1.0, now)
-        if len(self._buckets) > 100_000:
-            self._forget_full(now)
-        return True
-
-    def _forget_full(self, now: float) -> None:
-        """Drop buckets that have refilled: they behave exactly like absent ones."""
-        refill = self.burst / self.rate if self.rate > 0 else math.inf
-        self._buckets = {u: b for u, b in self._buckets.items() if now - b[1] < refill}
 
 
 @dataclass(frozen=True)
@@ -58,40 +36,53 @@ class IntakeRules:
 
 
 class EventIntake:
-    def __init__(self, rules: IntakeRules) -> None:
+    def __init__(self, rules: IntakeRules, buckets: BucketStore | None = None) -> None:
         self.rules = rules
-        self.limiter = RateLimiter(rules.rate_per_user, rules.burst_per_user)
+        # a token bucket per user: in Redis with replicas, so that N of them do not grant N times
+        self.buckets = buckets or MemoryBuckets()
 
-    def check(
+    async def check(
         self,
         drafts: Sequence[EventDraft],
         catalog: ItemCatalog,
         rating_max: float,
         now: datetime | None = None,
     ) -> tuple[list[LiveEvent], list[Rejection]]:
-        """The acceptable events of a call, in order, and a rejection for each of the others."""
+        """The acceptable events of a call, in order, and a rejection for each of the others.
+
+        Each user's events take a token each from the user's bucket, in call order: those past
+        the tokens there are rejected (RATE_LIMITED), the ones before them kept."""
         now = now or datetime.now(tz=UTC)
         now_ms = int(now.timestamp() * 1000)
         known = catalog.indices_of([d.item_id for d in drafts]) >= 0
-        checked: list[tuple[EventDraft, int]] = []
+        valid: list[tuple[EventDraft, int]] = []
         rejected: list[Rejection] = []
         for index, draft in enumerate(drafts):
             problem = self._problem(draft, bool(known[index]), rating_max, now_ms)
             if problem is not None:
                 rejected.append(Rejection(index, *problem))
+            else:
+                valid.append((draft, index))
+        wanted = Counter(USER_BUCKET + d.user_id for d, _ in valid)
+        left = await self.buckets.grant(
+            dict(wanted), self.rules.rate_per_user, float(self.rules.burst_per_user), now_ms / 1000
+        )
+        checked: list[tuple[EventDraft, int]] = []
+        for draft, index in valid:
+            key = USER_BUCKET + draft.user_id
+            if left[key] > 0:
+                left[key] -= 1
+                checked.append((draft, index))
                 continue
-            if not self.limiter.take(draft.user_id, now_ms / 1000):
-                rejected.append(
-                    Rejection(
-                        index,
-                        "RATE_LIMITED",
-                        f"user {draft.user_id} sends events faster than "
-                        f"{self.rules.rate_per_user:g}/s (bursts up to "
-                        f"{self.rules.burst_per_user})",
-                    )
+            rejected.append(
+                Rejection(
+                    index,
+                    "RATE_LIMITED",
+                    f"user {draft.user_id} sends events faster than "
+                    f"{self.rules.rate_per_user:g}/s (bursts up to {self.rules.burst_per_user})",
                 )
-                continue
-            checked.append((draft, index))
+            )
+        rejected.sort(key=lambda r: r.index)
         weights = event_weights(
             np.array([d.event for d, _ in checked], dtype=object),
             np.array([np.nan if d.value is None else d.value for d, _ in checked], dtype=float),

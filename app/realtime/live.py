@@ -21,6 +21,7 @@ import numpy as np
 
 from app.domain import UserState
 from app.items import ItemCatalog
+from app.rate_limits import shared_buckets
 from app.realtime.event_log import EventLog
 from app.realtime.feed import Feed, LocalFeed, Polled, RedisFeed
 from app.realtime.fold_in import FoldIn, History
@@ -53,7 +54,8 @@ class Live:
                 max_future_s=settings.event_max_future_s,
                 rate_per_user=settings.event_rate_per_user,
                 burst_per_user=settings.event_burst_per_user,
-            )
+            ),
+            shared_buckets(settings),
         )
         self.users = LiveUsers(settings.recent_items)
         self.trending = Trending(settings.trending_half_life_hours * 3600.0)
@@ -99,13 +101,15 @@ class Live:
     async def close(self) -> None:
         await self.events.close()
         await self.feed.close()
+        await self.intake.buckets.close()
 
     # --- events ---------------------------------------------------------------------------------
     async def record(
         self, drafts: list[EventDraft], catalog: ItemCatalog, manifest: Manifest
     ) -> RecordedEvents:
         """Check, store durably and apply a call's events; returns once they are durable."""
-        accepted, rejected = self.intake.check(drafts, catalog, rating_scale(manifest, catalog))
+        scale = rating_scale(manifest, catalog)
+        accepted, rejected = await self.intake.check(drafts, catalog, scale)
         written = await self.events.append(accepted)
         self.ingested.update(e.event for e in written)
         return RecordedEvents(len(written), rejected, written[-1].seq if written else None)

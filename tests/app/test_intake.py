@@ -10,7 +10,8 @@ import pytest
 
 from app.access import authorize
 from app.errors import Forbidden, Unauthenticated
-from app.realtime.intake import EventIntake, IntakeRules, RateLimiter
+from app.rate_limits import MemoryBuckets, RedisBuckets
+from app.realtime.intake import EventIntake, IntakeRules
 from app.realtime.records import EventDraft
 from app.settings import Settings
 
@@ -25,9 +26,9 @@ class _Catalog:
         return np.asarray(self.index.get_indexer(pd.Index(ids)), dtype=np.int64)
 
 
-def _check(*drafts: EventDraft, rules: IntakeRules | None = None):
-    intake = EventIntake(rules or IntakeRules())
-    return intake.check(list(drafts), _Catalog(["i1", "i2"]), 5.0, NOW)  # type: ignore[arg-type]
+async def _check(*drafts: EventDraft, rules: IntakeRules | None = None, intake=None):
+    intake = intake or EventIntake(rules or IntakeRules())
+    return await intake.check(list(drafts), _Catalog(["i1", "i2"]), 5.0, NOW)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -50,15 +51,15 @@ def _check(*drafts: EventDraft, rules: IntakeRules | None = None):
         (EventDraft("u", "i1", "view", at=datetime(9999, 12, 31)), "BAD_TIME"),
     ],
 )
-def test_each_bad_event_is_rejected_with_its_code(draft: EventDraft, code: str) -> None:
-    accepted, rejected = _check(EventDraft("ok", "i1", "view"), draft)
+async def test_each_bad_event_is_rejected_with_its_code(draft: EventDraft, code: str) -> None:
+    accepted, rejected = await _check(EventDraft("ok", "i1", "view"), draft)
     assert len(accepted) == 1 and accepted[0].user_id == "ok"
     assert [(r.index, r.code) for r in rejected] == [(1, code)]
     assert rejected[0].reason
 
 
-def test_accepted_events_are_weighed_and_stamped() -> None:
-    accepted, rejected = _check(
+async def test_accepted_events_are_weighed_and_stamped() -> None:
+    accepted, rejected = await _check(
         EventDraft("u", "i1", "rating", value=5.0, at=datetime(2026, 5, 1)),
         EventDraft("u", "i2", "dismiss", device="tv", session_id="s1"),
         EventDraft("u", "i2", "purchase", at=NOW + timedelta(seconds=60)),  # within the skew
@@ -70,16 +71,47 @@ def test_accepted_events_are_weighed_and_stamped() -> None:
     assert accepted[1].device == "tv" and accepted[1].session_id == "s1"
 
 
-def test_rate_limit_rejects_beyond_the_burst_then_refills() -> None:
-    limiter = RateLimiter(rate=2.0, burst=3)
-    assert [limiter.take("u", 0.0) for _ in range(4)] == [True, True, True, False]
-    assert limiter.take("other", 0.0)
-    assert not limiter.take("u", 0.4)
-    assert limiter.take("u", 0.5)
+async def test_a_users_bucket_grants_whole_tokens_up_to_the_burst_then_refills() -> None:
+    buckets = MemoryBuckets()
+    assert await buckets.grant({"u": 4, "other": 1}, 2.0, 3.0, 0.0) == {"u": 3, "other": 1}
+    assert await buckets.grant({"u": 1}, 2.0, 3.0, 0.4) == {"u": 0}  # 0.8 of a token
+    assert await buckets.grant({"u": 5}, 2.0, 3.0, 0.5) == {"u": 1}
+    assert await buckets.grant({"u": 9}, 2.0, 3.0, 100.0) == {"u": 3}  # never past the burst
 
+
+async def test_rate_limit_keeps_a_users_first_events_and_rejects_the_rest() -> None:
     rules = IntakeRules(rate_per_user=1.0, burst_per_user=2)
-    accepted, rejected = _check(*(EventDraft("u", "i1", "view") for _ in range(4)), rules=rules)
-    assert len(accepted) == 2 and {r.code for r in rejected} == {"RATE_LIMITED"}
+    drafts = [EventDraft("u", "i1", "view") for _ in range(4)]
+    drafts.insert(1, EventDraft("u", "nowhere", "view"))  # rejected before it costs a token
+    drafts.append(EventDraft("v", "i2", "view"))  # another user: a bucket of their own
+    accepted, rejected = await _check(*drafts, rules=rules)
+    assert [e.user_id for e in accepted] == ["u", "u", "v"]
+    assert [(r.index, r.code) for r in rejected] == [
+        (1, "UNKNOWN_ITEM"),
+        (3, "RATE_LIMITED"),
+        (4, "RATE_LIMITED"),
+    ]
+
+
+async def test_replicas_on_one_redis_share_a_users_event_budget(
+    redis_server: str, redis_namespace: str
+) -> None:
+    """A bot sending to every replica gets one user's burst in all, not one per replica."""
+    rules = IntakeRules(rate_per_user=0.01, burst_per_user=5)
+    replicas = [
+        EventIntake(rules, RedisBuckets.connect(redis_server, redis_namespace)) for _ in range(2)
+    ]
+    try:
+        kept = [
+            len((await _check(*[EventDraft("bot", "i1", "view")] * 3, intake=replica))[0])
+            for replica in replicas
+        ]
+        assert kept == [3, 2]
+        other = await _check(EventDraft("person", "i2", "view"), intake=replicas[1])
+        assert len(other[0]) == 1
+    finally:
+        for replica in replicas:
+            await replica.buckets.close()
 
 
 def test_keys_are_required_and_checked() -> None:

@@ -27,22 +27,22 @@ class _Catalog:
         return np.asarray(self.index.get_indexer(pd.Index(ids)), dtype=np.int64)
 
 
-def _ingest(trending: Trending, intake: EventIntake, drafts: list[EventDraft]) -> int:
+async def _ingest(trending: Trending, intake: EventIntake, drafts: list[EventDraft]) -> int:
     """Pass drafts through intake (rate limit included) into trending, as the server does."""
-    accepted, _ = intake.check(drafts, _Catalog(["bot-target", "real-hit"]), 5.0, NOW)  # type: ignore[arg-type]
+    accepted, _ = await intake.check(drafts, _Catalog(["bot-target", "real-hit"]), 5.0, NOW)  # type: ignore[arg-type]
     for event in accepted:
         if event.weight >= 1.0:
             trending.add(event.user_id, event.item_id, event.at_ms / 1000)
     return len(accepted)
 
 
-def test_ten_thousand_events_from_five_bots_move_less_than_twenty_users() -> None:
+async def test_ten_thousand_events_from_five_bots_move_less_than_twenty_users() -> None:
     trending = Trending(half_life_s=6 * HOUR)
     intake = EventIntake(IntakeRules(rate_per_user=10.0, burst_per_user=300))
     bots = [EventDraft(f"bot{n % 5}", "bot-target", "purchase", at=NOW) for n in range(10_000)]
-    accepted_bots = _ingest(trending, intake, bots)
+    accepted_bots = await _ingest(trending, intake, bots)
     people = [EventDraft(f"person{n}", "real-hit", "view", at=NOW) for n in range(20)]
-    assert _ingest(trending, intake, people) == 20
+    assert await _ingest(trending, intake, people) == 20
 
     now = NOW.timestamp()
     assert accepted_bots <= 5 * 300, "the rate limit stops most of the burst"
