@@ -17,16 +17,21 @@ and misses, events ingested, the serving version) are read when Prometheus scrap
     shortlist_cache_requests_total{cache,result}  hit | miss per cache: the hit ratio follows
     shortlist_events_ingested_total{event}        events this process stored, by type
     shortlist_model_version{version}              1 for the version being served
+
+With `serve --workers N` the first eight are the sum over the workers (whichever answers the
+scrape); the last three are the answering worker's own.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client import generate_latest as _generate
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from app.domain import RecommendationResult, StageStatus
@@ -34,13 +39,20 @@ from app.domain import RecommendationResult, StageStatus
 # request latencies are budgeted at 200 ms: resolution below it, a few buckets past it
 SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2, 5)
 SOURCE = "source:"  # how the candidate stage names its sources' reports
+# set for its workers by `shortlist serve --workers N` (prometheus_client's multi-process mode):
+# whichever worker answers /metrics reports the request, stage and source metrics of them all
+SHARED_DIR = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        r = self.registry
+        r: CollectorRegistry | None = self.registry
+        shared = os.environ.get(SHARED_DIR)
+        if shared:  # a worker of `serve --workers`: its values go to files there, summed at scrape
+            MultiProcessCollector(self.registry, path=shared)
+            r = None  # registered too, they would be counted twice
         self.request_seconds = Histogram(
             "shortlist_request_seconds",
             "GraphQL request time, by top-level field(s).",

@@ -7,7 +7,8 @@ catalog version and keeps its own live state, and they share, through Redis
 the pinned version, the upserted items' notices and lock, the similar-items cache and the
 per-client budgets. The workers take the shared socket's connections in turn, the one with the
 fewest open connections first (`pipelines.connections`), so that clients keeping a few
-connections open are answered on every core.
+connections open are answered on every core. Their metrics are written to a directory the
+supervisor makes (prometheus-client's multi-process mode), so /metrics sums them all.
 
 The parent process only supervises (uvicorn's `Multiprocess`): it restarts a worker that dies
 and stops everything, exiting non-zero, when a worker cannot start. Differences from uvicorn's:
@@ -19,14 +20,18 @@ old version; and the number of workers is fixed (SIGTTIN and SIGTTOU are ignored
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
+from collections.abc import Iterator
 
 import uvicorn
 from starlette.applications import Starlette
@@ -34,6 +39,7 @@ from uvicorn.config import STARTUP_FAILURE as FAILED_TO_START
 from uvicorn.supervisors import Multiprocess
 
 from app.errors import ConfigError
+from app.metrics import SHARED_DIR
 from app.server import create_app
 from app.settings import Settings
 from pipelines.connections import Loads, TakingProcess
@@ -98,10 +104,27 @@ def serve(settings: Settings, workers: int = 1) -> None:
         timeout_worker_healthcheck=WORKER_PING_TIMEOUT_S,
         **options,  # type: ignore[arg-type]
     )
-    supervisor = Workers(config, sockets=[config.bind_socket()])
-    supervisor.run()
+    with shared_metrics():
+        supervisor = Workers(config, sockets=[config.bind_socket()])
+        supervisor.run()
     if supervisor.failed_to_start():
         sys.exit(FAILED_TO_START)
+
+
+@contextlib.contextmanager
+def shared_metrics() -> Iterator[None]:
+    """A directory the workers' metrics are written to and summed from (`app.metrics`): the
+    operator's PROMETHEUS_MULTIPROC_DIR if set, else a fresh one, removed afterwards."""
+    if os.environ.get(SHARED_DIR):
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="shortlist-metrics-")
+    os.environ[SHARED_DIR] = directory  # the workers inherit it
+    try:
+        yield
+    finally:
+        del os.environ[SHARED_DIR]
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 class Workers(Multiprocess):

@@ -222,6 +222,40 @@ def test_worker_processes_share_upserted_items(
         assert all(a["item"]["title"] == renamed["title"] for a in answers), replica
 
 
+def test_metrics_count_every_workers_requests_whichever_answers(
+    workers: tuple[Path, Workers],
+) -> None:
+    root, server = workers
+    before = _recommendations_counted(server)
+    answered = server.by_replica(RECS, u=_user(root, 3))  # fresh connections until both answer
+    after = _recommendations_counted(server)
+    assert set(after) == set(before) == set(answered), "/metrics asked of each worker"
+    sent = sum(len(a) for a in answered.values())
+    for replica in answered:
+        assert after[replica] - before[replica] == sent, f"{replica} counts both workers' requests"
+
+
+def _recommendations_counted(server: Workers) -> dict[str, float]:
+    """shortlist_request_seconds_count for recommendations, as each worker's /metrics says."""
+    counted: dict[str, float] = {}
+    for _ in range(60):
+        with httpx.Client(base_url=server.url, limits=httpx.Limits(max_connections=1)) as c:
+            replica = c.get("/readyz", timeout=10).json()["replica"]
+            text = c.get("/metrics", timeout=10).text
+        line = next(
+            (
+                x
+                for x in text.splitlines()
+                if x.startswith('shortlist_request_seconds_count{operation="recommendations"}')
+            ),
+            None,
+        )
+        counted[replica] = float(line.rsplit(" ", 1)[1]) if line else 0.0
+        if len(counted) == 2:
+            return counted
+    raise AssertionError(f"only {list(counted)} answered /metrics")
+
+
 def test_connections_opened_at_once_are_dealt_to_both_workers(
     workers: tuple[Path, Workers],
 ) -> None:
