@@ -10,7 +10,9 @@ Here a worker accepts only while it has no more open connections than any other 
 The counts sit in shared memory (`Loads`, made by the supervisor and inherited by the workers);
 each worker publishes its own count before each accept and re-checks on a short timer while it
 has more than another, so a burst is dealt out one connection at a time. A worker that died is
-not waited for (its pid is checked), and its slot is taken by its replacement.
+not waited for (its pid is checked), and its slot is taken by its replacement. Nor is one that
+is alive but has stopped looking (hung, or stopped): each worker's accept loop stamps its slot
+at least every `REFRESH_S`, and a worker whose stamp is older than `STALE_S` is passed over.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from multiprocessing.context import SpawnContext
 from typing import Any, cast
 
@@ -28,44 +31,53 @@ from uvicorn.supervisors.multiprocess import Process
 
 WAIT_S = 0.002  # a worker with more connections than another looks again after this
 REFRESH_S = 0.05  # a worker waiting to accept republishes its count at least this often
+STALE_S = 0.5  # a worker whose accept loop has not looked in for this long is passed over
 log = logging.getLogger("uvicorn.error")
 
 
 class Loads:
-    """Open connections per worker, in shared memory: one slot (pid, count) per worker."""
+    """Open connections per worker, in shared memory: a slot (pid, count, stamp) per worker,
+    the stamp being when its accept loop last looked (CLOCK_MONOTONIC, the host's, in us)."""
+
+    WIDTH = 3
 
     def __init__(self, slots: int, context: SpawnContext) -> None:
         self.slots = slots
-        self._table = context.Array("q", 2 * slots)  # pid, count, pid, count, ...
+        self._table = context.Array("q", self.WIDTH * slots)
 
     def claim(self, pid: int) -> int:
         """A free slot for `pid` (never used, or its worker is gone); RuntimeError if none."""
         with self._table.get_lock():
             for slot in range(self.slots):
-                owner = self._table[2 * slot]
+                owner = self._table[self.WIDTH * slot]
                 if owner in (0, pid) or not _alive(owner):
-                    self._table[2 * slot] = pid
-                    self._table[2 * slot + 1] = 0
+                    self._table[self.WIDTH * slot : self.WIDTH * (slot + 1)] = [pid, 0, _now()]
                     return slot
         raise RuntimeError(f"all {self.slots} worker slots are taken by live workers")
 
     def release(self, slot: int) -> None:
         with self._table.get_lock():
-            self._table[2 * slot] = 0
-            self._table[2 * slot + 1] = 0
+            self._table[self.WIDTH * slot : self.WIDTH * (slot + 1)] = [0, 0, 0]
 
     def publish(self, slot: int, count: int) -> None:
-        self._table[2 * slot + 1] = count
+        """This worker's open connections, now (the stamp says it is still looking)."""
+        self._table[self.WIDTH * slot + 1] = count
+        self._table[self.WIDTH * slot + 2] = _now()
 
     def fewest(self, slot: int) -> bool:
-        """Has this slot's worker no more connections than every other live worker?"""
-        table = cast(list[int], self._table.get_obj()[:])  # unlocked: a count is one word
-        mine = table[2 * slot + 1]
+        """Has this slot's worker no more connections than every other live, looking worker?"""
+        table = cast(list[int], self._table.get_obj()[:])  # unlocked: each word is atomic
+        mine = table[self.WIDTH * slot + 1]
+        fresh = _now() - int(STALE_S * 1_000_000)
         for other in range(self.slots):
-            pid, count = table[2 * other], table[2 * other + 1]
-            if other != slot and pid and count < mine and _alive(pid):
+            pid, count, stamp = table[self.WIDTH * other : self.WIDTH * (other + 1)]
+            if other != slot and pid and count < mine and stamp >= fresh and _alive(pid):
                 return False
         return True
+
+
+def _now() -> int:
+    return time.monotonic_ns() // 1000
 
 
 def _alive(pid: int) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import shutil
 import signal
 import socket
@@ -262,6 +263,7 @@ def test_connections_opened_at_once_are_dealt_to_both_workers(
     """A client opening its connections in a burst (a pool, a load balancer) and keeping them
     gets both workers: without turns, the first worker to wake takes them all."""
     _, server = workers
+    server.by_replica(EVENT_COUNT, u="nobody")  # both started (a worker loading has no turn)
     address = ("127.0.0.1", int(server.url.rsplit(":", 1)[1]))
     kept = [socket.create_connection(address, timeout=30) for _ in range(8)]
     try:
@@ -270,6 +272,29 @@ def test_connections_opened_at_once_are_dealt_to_both_workers(
         for connection in kept:
             connection.close()
     assert len(replicas) == 2 and min(replicas.values()) >= 3, replicas
+
+
+def test_a_worker_that_stopped_accepting_is_not_waited_for(
+    workers: tuple[Path, Workers],
+) -> None:
+    """One worker stopped (SIGSTOP: alive, not accepting): connections still get answered, by
+    the other, though it is past its turn."""
+    _, server = workers
+    server.by_replica(EVENT_COUNT, u="nobody")  # both started
+    address = ("127.0.0.1", int(server.url.rsplit(":", 1)[1]))
+    with socket.create_connection(address, timeout=30) as first:
+        stopped = int(_replica(first).rsplit(":", 1)[1])
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        kept = [socket.create_connection(address, timeout=10) for _ in range(4)]
+        try:
+            replicas = {_replica(connection) for connection in kept}
+        finally:
+            for connection in kept:
+                connection.close()
+    finally:
+        os.kill(stopped, signal.SIGCONT)
+    assert len(replicas) == 1 and not replicas.pop().endswith(f":{stopped}")
 
 
 def _replica(connection: socket.socket) -> str:

@@ -6,10 +6,11 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
-from pipelines.connections import Loads
+from pipelines.connections import STALE_S, Loads
 
 
 def loads(slots: int) -> Loads:
@@ -47,3 +48,15 @@ def test_a_dead_worker_is_not_waited_for_and_its_slot_is_taken() -> None:
         table.claim(1)  # both slots held by live processes
     table.release(me)
     assert table.claim(1) == me  # a released slot is free again
+
+
+def test_a_worker_that_stopped_looking_is_passed_over() -> None:
+    table = loads(2)
+    me, other = table.claim(os.getpid()), table.claim(os.getppid())
+    table.publish(other, 0)
+    table.publish(me, 3)
+    assert not table.fewest(me)
+    time.sleep(STALE_S + 0.1)  # the other's accept loop has not looked in since: hung, stopped
+    assert table.fewest(me)
+    table.publish(other, 0)  # looking again: its turn again
+    assert not table.fewest(me)
