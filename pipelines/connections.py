@@ -102,7 +102,10 @@ class TakingServer(uvicorn.Server):
         await super().startup(sockets=[])  # the lifespan, and no listener of uvicorn's own
         if not sockets:
             raise RuntimeError("a worker taking connections in turn needs the listening socket")
-        self._taking = asyncio.create_task(self._take(sockets[0]), name="take-connections")
+        listener = sockets[0]
+        listener.listen(self.config.backlog)  # the supervisor only bound it
+        listener.setblocking(False)
+        self._taking = asyncio.create_task(self._take(listener), name="take-connections")
         self._taking.add_done_callback(self._stopped_taking)
 
     def _stopped_taking(self, task: asyncio.Task[None]) -> None:
@@ -127,8 +130,6 @@ class TakingServer(uvicorn.Server):
 
     async def _take(self, listener: socket.socket) -> None:
         loop = asyncio.get_running_loop()
-        listener.listen(self.config.backlog)  # the supervisor only bound it
-        listener.setblocking(False)
         slot = self.loads.claim(os.getpid())
         try:
             while True:
@@ -136,14 +137,35 @@ class TakingServer(uvicorn.Server):
                 if not self.loads.fewest(slot):
                     await asyncio.sleep(WAIT_S)
                     continue
-                try:
-                    async with asyncio.timeout(REFRESH_S):
-                        connection, _ = await loop.sock_accept(listener)
-                except TimeoutError:
+                if not await _readable(loop, listener, REFRESH_S):
                     continue
+                try:  # accepted here, never inside a wait that a timeout could cancel (and drop)
+                    connection, _ = listener.accept()
+                except (BlockingIOError, InterruptedError):
+                    continue  # another worker took it
                 await _serve_connection(loop, self._protocol, connection, self.config.ssl)
         finally:
             self.loads.release(slot)
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, listener: socket.socket, wait: float) -> bool:
+    """Does a connection wait on `listener` (within `wait` seconds)? Takes nothing: cancelling
+    this loses no connection, as cancelling `loop.sock_accept` can once it has accepted."""
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(listener.fileno(), wake)
+    try:
+        async with asyncio.timeout(wait):
+            await ready
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(listener.fileno())
 
 
 async def _serve_connection(

@@ -18,7 +18,12 @@ def ranking_data(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def fitted(depth: int, seed: int) -> CatBoostRanker:
     x, labels, groups = ranking_data(seed)
     model = CatBoostRanker(
-        loss_function="YetiRank", iterations=40, depth=depth, random_seed=seed, verbose=False
+        loss_function="YetiRank",
+        iterations=40,
+        depth=depth,
+        random_seed=seed,
+        verbose=False,
+        allow_writing_files=False,  # no catboost_info/ in the working directory
     )
     return model.fit(Pool(x, labels, group_id=groups))
 
