@@ -159,7 +159,14 @@ def build_catalog(
         root.discard(version)
         raise
     manifest.steps = [asdict(t) for t in reporter.timings]
-    manifest.steps.append({"name": "total", "rows": 0, "seconds": time.time() - started})
+    manifest.steps.append(
+        {
+            "name": "total",
+            "rows": 0,
+            "seconds": time.time() - started,
+            "peak_rss_mib": reporter.peak_rss_mib(),
+        }
+    )
     write_manifest(path, manifest)
     return manifest
 
