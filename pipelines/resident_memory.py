@@ -8,9 +8,14 @@ its exact peak. On systems without /proc every reading is 0.
 
 from __future__ import annotations
 
+import gc
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+import pyarrow as pa
+
+from app.heap import release_free_memory
 
 STATUS = Path("/proc/self/status")
 SAMPLE_SECONDS = 0.1
@@ -68,3 +73,12 @@ class PeakResident:
         # A new high-water mark was set during the block: that mark is the block's exact peak.
         raised = end.hwm > self._start.hwm
         self.mib = max(self._sampled, end.rss, end.hwm if raised else 0.0)
+
+
+def hand_back() -> None:
+    """Return what the process freed to the system: after a step that loaded a whole serving
+    runtime (the ranker's training data), glibc and Arrow's allocator keep gigabytes of freed
+    pieces for themselves, and the steps after it would run on top of them."""
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    release_free_memory()
