@@ -216,6 +216,7 @@ def _learn_on_snapshot(
             label="snapshot ",
             later=later,
         )
+        hand_back()  # what the snapshot's steps freed, before a serving runtime is loaded
         ease_lambdas = snapshot_manifest.relations.get("ease", {}).get("lambdas")
         rng = np.random.default_rng(settings.seed)
         with reporter.step("ranker data") as step:
