@@ -61,7 +61,12 @@ def prepare(
     manifest = CatalogRoot(db).open().manifest
     report["counts"] = manifest.counts
     report["build_steps"] = [
-        {"name": s["name"], "seconds": round(s["seconds"], 1), "rows": s.get("rows", 0)}
+        {
+            "name": s["name"],
+            "seconds": round(s["seconds"], 1),
+            "rows": s.get("rows", 0),
+            "peak_rss_mib": s.get("peak_rss_mib", 0.0),
+        }
         for s in manifest.steps
     ]
     report["indexes"] = {

@@ -26,6 +26,10 @@ EVAL_MAX_USERS = 2000
 # a solve per iteration and learn nothing. Smaller data sets are fitted exactly as they come.
 CHOICE_MAX_USERS = 20_000
 COMPACT_MIN_ITEMS = 100_000
+# Users x items scored at once by `hit_rate`: 16M scores (64 MiB of float32, with the negated
+# copy and argpartition's int64 indices about 270 MiB), 256 users below 65,536 items. A fixed
+# 256 users held 4.4 GB at 1M items.
+SCORE_BUDGET = 1 << 24
 
 
 @dataclass
@@ -161,8 +165,9 @@ def hit_rate(
     """Share of users whose held-out item is in their top-k (training items excluded)."""
     hits = 0
     k = min(k, item_factors.shape[0] - 1)
-    for start in range(0, len(users), 256):
-        batch = users[start : start + 256]
+    per_batch = max(1, min(256, SCORE_BUDGET // item_factors.shape[0]))
+    for start in range(0, len(users), per_batch):
+        batch = users[start : start + per_batch]
         scores = user_factors[batch] @ item_factors.T
         seen = train[batch]
         rows = np.repeat(np.arange(len(batch)), np.diff(seen.indptr))

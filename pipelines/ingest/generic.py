@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from app.errors import InputError
+from pipelines.ingest.content_vectors import read_content_vectors
 from pipelines.ingest.files import read_table
 from pipelines.ingest.raw import RawCatalog
 from pipelines.ingest.series import fill_positions
@@ -60,7 +61,8 @@ def _source_file(directory: Path, stem: str) -> Path:
 
 
 def _load_items(path: Path) -> tuple[pd.DataFrame, np.ndarray | None]:
-    table, names = read_table(path, ITEM_FIELDS)
+    # The vectors are read apart, batch by batch (content_vectors), never as one Arrow column.
+    table, names = read_table(path, [f for f in ITEM_FIELDS if f != "content_vector"])
     file = path.name
     require_columns(names, ["item_id"], file)
     if table.num_rows == 0:
@@ -129,44 +131,9 @@ def _load_items(path: Path) -> tuple[pd.DataFrame, np.ndarray | None]:
             raise InputError(
                 "content_vector needs a parquet file", file=file, column="content_vector"
             )
-        vectors = _content_vectors(table["content_vector"], file)
+        del table
+        vectors = read_content_vectors(path)
     return items, vectors
-
-
-def _content_vectors(col: pa.ChunkedArray, file: str) -> np.ndarray | None:
-    """(n, dim) float32, NaN rows for nulls; None when no row has a vector."""
-    kind = col.type
-    is_list = (
-        pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
-    )
-    if not is_list or not (
-        pa.types.is_floating(kind.value_type) or pa.types.is_integer(kind.value_type)
-    ):
-        raise InputError(
-            f"content_vector must be a list of floats, not {kind}",
-            file=file,
-            column="content_vector",
-        )
-    array = col.combine_chunks()
-    present = pc.is_valid(array).to_numpy(zero_copy_only=False)
-    if not present.any():
-        return None
-    lengths = pc.list_value_length(array).to_numpy(zero_copy_only=False)
-    dim = int(lengths[present][0])
-    wrong = present & (lengths != dim) if dim > 0 else present
-    if wrong.any():
-        row = first_bad_row(wrong)
-        size = int(lengths[row - 1])
-        message = (
-            f"dimension mismatch: {size} values where the first vector has {dim}"
-            if dim > 0
-            else "empty vector"
-        )
-        raise InputError(message, file=file, row=row, column="content_vector")
-    flat = pc.list_flatten(array).cast(pa.float32()).to_numpy(zero_copy_only=False)
-    vectors = np.full((len(array), dim), np.nan, dtype=np.float32)
-    vectors[present] = flat.reshape(-1, dim)
-    return vectors
 
 
 def _load_events(path: Path, known_items: pd.Series) -> tuple[pd.DataFrame, int]:

@@ -8,13 +8,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
 from app.errors import InputError
 from app.settings import Settings
 from app.store import CURRENT, CatalogRoot
-from pipelines.build import build
+from pipelines.build import build, build_catalog
+from pipelines.ingest import load_source
+from pipelines.ingest.raw import EVENT_COLUMNS
+from pipelines.steps import Reporter
 from tests.conftest import ROOT
 
 
@@ -115,3 +119,14 @@ def test_cli_bad_input_exits_nonzero_without_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert "events.csv" in result.stderr and "timestamp" in result.stderr
     assert not (tmp_path / "db" / CURRENT).exists()
+
+
+def test_a_build_leaves_the_ingested_events_as_they_were(
+    tmp_path: Path, generated_source: Path
+) -> None:
+    # The build indexes events on a shallow copy: the caller's frame must not gain its columns.
+    raw = load_source(generated_source, "generic")
+    before = raw.events.copy()
+    build_catalog(raw, Settings(db_path=tmp_path / "db", train_ranker=False), Reporter(quiet=True))
+    assert list(raw.events.columns) == EVENT_COLUMNS
+    pd.testing.assert_frame_equal(raw.events, before)

@@ -4,12 +4,14 @@ import os
 import subprocess
 import sys
 import textwrap
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from app.events import event_weights
+from pipelines import cf
 from pipelines.cf import EVAL_K, hit_rate, interaction_matrix, leave_last_out, train_cf
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,6 +123,35 @@ def test_hit_rate_never_counts_a_trained_item():
     item_factors = np.array([[5.0], [1.0], [0.5]])
     train = interaction_matrix(np.array([0]), np.array([0]), np.ones(1, np.float32), 1, 3)
     assert hit_rate(user_factors, item_factors, train, np.array([0]), np.array([0]), k=1) == 0.0
+
+
+def test_hit_rate_scores_a_bounded_block_of_users_at_a_time(monkeypatch):
+    # 300 users over 200,000 items: scored 256 users at a time, the scores, their negated copy
+    # and argpartition's indices held about 870 MB at once.
+    rng = np.random.default_rng(5)
+    n_users, n_items = 300, 200_000
+    user_factors = rng.normal(size=(n_users, 8)).astype(np.float32)
+    item_factors = rng.normal(size=(n_items, 8)).astype(np.float32)
+    train = interaction_matrix(
+        rng.integers(0, n_users, 3000),
+        rng.integers(0, n_items, 3000),
+        np.ones(3000, np.float32),
+        n_users,
+        n_items,
+    )
+    users = np.arange(n_users)
+    held = np.argmax(user_factors @ item_factors.T, axis=1)  # each user's best item: a hit
+    held[1::2] = rng.integers(0, n_items, n_users // 2)  # a random one: most likely a miss
+    tracemalloc.start()
+    try:
+        bounded = hit_rate(user_factors, item_factors, train, users, held, k=20)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 400 * 2**20
+    monkeypatch.setattr(cf, "SCORE_BUDGET", 1 << 40)  # every user at once: the same answer
+    assert hit_rate(user_factors, item_factors, train, users, held, k=20) == bounded
+    assert 0 < bounded < 1
 
 
 # --- leave_last_out -------------------------------------------------------------------------------

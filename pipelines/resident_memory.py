@@ -1,0 +1,84 @@
+"""How much memory a step holds: the process's resident set, read from /proc/self/status.
+
+The kernel keeps the process's high-water mark (VmHWM) but not a step's, and resetting it
+(/proc/self/clear_refs) would also reset the peak `time -v` and the scale bench report. So a step
+samples VmRSS on a thread, and where the step raised the process's high-water mark, that mark is
+its exact peak. On systems without /proc every reading is 0.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from app.heap import release_free_memory
+
+STATUS = Path("/proc/self/status")
+SAMPLE_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class Resident:
+    """The process's resident set now (`rss`) and its high-water mark so far (`hwm`), in MiB."""
+
+    rss: float
+    hwm: float
+
+
+def resident() -> Resident:
+    try:
+        lines = STATUS.read_text().splitlines()
+    except OSError:
+        return Resident(0.0, 0.0)
+    kib = {
+        key: float(rest.split()[0])
+        for key, _, rest in (line.partition(":") for line in lines)
+        if key in ("VmRSS", "VmHWM")
+    }
+    return Resident(kib.get("VmRSS", 0.0) / 1024, kib.get("VmHWM", 0.0) / 1024)
+
+
+class PeakResident:
+    """Within `with PeakResident() as peak:`, samples the resident set; afterwards `peak.mib`
+    is the most the process held during the block and `peak.end_mib` what it held at its end."""
+
+    def __init__(self, every: float = SAMPLE_SECONDS) -> None:
+        self._every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="peak-resident", daemon=True)
+        self._start = resident()
+        self._sampled = self._start.rss
+        self.mib = 0.0
+        self.end_mib = 0.0
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self._every):
+            self._sampled = max(self._sampled, resident().rss)
+
+    def __enter__(self) -> PeakResident:
+        self._start = resident()
+        self._sampled = self._start.rss
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        end = resident()
+        self.end_mib = end.rss
+        # A new high-water mark was set during the block: that mark is the block's exact peak.
+        raised = end.hwm > self._start.hwm
+        self.mib = max(self._sampled, end.rss, end.hwm if raised else 0.0)
+
+
+def hand_back() -> None:
+    """Return what the process freed to the system: after a step that loaded a whole serving
+    runtime (the ranker's training data), glibc and Arrow's allocator keep gigabytes of freed
+    pieces for themselves, and the steps after it would run on top of them."""
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    release_free_memory()

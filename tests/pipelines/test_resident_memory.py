@@ -1,0 +1,54 @@
+"""Each build step records the resident memory it held, so a build shows which step holds what."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from app.store import CatalogRoot
+from pipelines.resident_memory import PeakResident, resident
+from pipelines.steps import Reporter
+
+
+def test_resident_reads_the_process_status() -> None:
+    now = resident()
+    assert 0 < now.rss <= now.hwm
+
+
+def test_a_step_records_the_peak_it_reached_and_what_it_kept() -> None:
+    reporter = Reporter(quiet=True)
+    with reporter.step("allocate"):
+        held = np.ones(64 * 1024 * 1024 // 8)  # 64 MiB, touched
+        # held across samples: the process's high-water mark may already lie above it
+        time.sleep(0.35)
+        del held
+    with reporter.step("keep"):
+        kept = np.ones(32 * 1024 * 1024 // 8)
+    allocate, keep = reporter.timings
+    assert allocate.peak_rss_mib >= allocate.rss_mib + 60  # the 64 MiB were freed by its end
+    assert keep.rss_mib >= allocate.rss_mib + 30
+    assert keep.peak_rss_mib >= keep.rss_mib
+    del kept
+
+
+def test_a_peak_below_the_processs_high_water_mark_is_sampled() -> None:
+    big = np.ones(96 * 1024 * 1024 // 8)
+    del big  # the high-water mark now lies above anything the block below holds
+    with PeakResident(every=0.01) as peak:
+        held = np.ones(48 * 1024 * 1024 // 8)
+        before = resident().rss
+        time.sleep(0.1)
+        del held
+    assert peak.mib >= before - 1
+    assert peak.end_mib < before
+
+
+def test_the_manifest_steps_carry_resident_memory(built_catalog: Path) -> None:
+    steps = CatalogRoot(built_catalog).open().manifest.steps
+    for step in steps[:-1]:
+        assert step["peak_rss_mib"] > 0 and 0 < step["rss_mib"] <= step["peak_rss_mib"]
+    total = steps[-1]
+    assert total["name"] == "total"
+    assert total["peak_rss_mib"] >= max(s["peak_rss_mib"] for s in steps[:-1])
