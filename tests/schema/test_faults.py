@@ -146,7 +146,7 @@ async def test_requests_past_in_flight_queue_and_one_left_waiting_past_its_budge
 ) -> None:
     """One pipeline at a time; the first request's re-ranking is held up for 1.5 s (cut at
     its 500 ms deadline). The second waits for it and is answered in full. With a budget shorter
-    than the wait, a request is answered from the fallbacks, degraded by the queue."""
+    than the wait for the slot, a request is answered from the fallbacks, degraded by the queue."""
     import asyncio
 
     held = {**PIPELINE, "in_flight": 1}
@@ -161,20 +161,14 @@ async def test_requests_past_in_flight_queue_and_one_left_waiting_past_its_budge
         assert sorted(q["status"] for q in queued) == ["OK", "OK"]
         assert all(len(a["data"]["recommendations"]["items"]) == 30 for a in answers)
     short = {**held, "budget_ms": 150, "user_state_ms": 100, "reranking_ms": 100}
-    settings = Settings(
-        db_path=built_catalog, pipeline=short, faults={"reranking": {"delay_ms": 1500}}, **KEYS
-    )
+    settings = Settings(db_path=built_catalog, pipeline=short, **KEYS)
     async for client in _client(settings):
-        # the first holds the slot for its whole budget, so of the two behind it at least the
-        # last is not admitted within its own
-        answers = await asyncio.gather(*(gql(client, RECS, u=batch_user) for _ in range(3)))
-        results = [a["data"]["recommendations"] for a in answers]
-        late = [
-            r for r in results if {s["name"]: s for s in r["stages"]}["queue"]["status"] != "OK"
-        ]
-        assert late, "one waited past its budget"
-        for result in late:
-            queue = {s["name"]: s for s in result["stages"]}["queue"]
-            assert queue["status"] == "TIMEOUT"
-            assert "not admitted within 150 ms" in queue["detail"]
-            assert result["degraded"] is True and len(result["items"]) == 30, "from fallbacks"
+        # the only slot is held (as by a request running long) for longer than the budget: a
+        # request arriving meanwhile is not admitted within it, whatever this machine's speed
+        admission = client.app.state.engine.admission
+        async with admission.turn(10_000):
+            result = (await gql(client, RECS, u=batch_user))["data"]["recommendations"]
+        queue = {s["name"]: s for s in result["stages"]}["queue"]
+        assert queue["status"] == "TIMEOUT"
+        assert "not admitted within 150 ms" in queue["detail"]
+        assert result["degraded"] is True and len(result["items"]) == 30, "from fallbacks"
