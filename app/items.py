@@ -1,18 +1,23 @@
 """The item catalog held in memory for the request path.
 
 Every stage reads item attributes by `item_index` from these arrays; only ANN searches go to
-LanceDB. Loaded once per catalog version at start-up.
+LanceDB. Loaded once per catalog version at start-up. The content vectors are the version's
+`.npy` file mapped read-only where it has one (the request path gathers rows of it), else
+decoded from the items table's column (versions built before the file existed).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from app.mapped_rows import MappedRows, VectorRows
 
 DAY = 86_400.0
 COLUMNS = [
@@ -68,20 +73,36 @@ class ItemCatalog:
     popularity: np.ndarray  # time-decayed
     popularity_pct: np.ndarray
     in_cf: np.ndarray
-    content: np.ndarray  # (n, d) float32, L2-normalised
+    # (n, d) float32, L2-normalised: in memory, mapped read-only (np.memmap), or mapped with
+    # upserted rows in memory (MappedRows). Read rows of it only: x[rows], np.take(x, rows, 0).
+    content: VectorRows
     cf: np.ndarray  # (n, f) float32
 
     def __len__(self) -> int:
         return len(self.ids)
 
     @classmethod
-    def from_table(cls, table: Any) -> ItemCatalog:
-        return cls.from_arrow(table.to_arrow())
+    def from_table(cls, table: Any, content_file: Path | None = None) -> ItemCatalog:
+        """The items table's rows; the content vectors mapped from `content_file` if given (the
+        table's column is then not read), else decoded from the column."""
+        if content_file is None:
+            return cls.from_arrow(table.to_arrow())
+        columns = [c for c in COLUMNS if c != "content_vector"]
+        rows = table.search().select(columns).limit(None).to_arrow()
+        content = np.load(content_file, mmap_mode="r", allow_pickle=False)
+        if content.ndim != 2 or content.dtype != np.float32 or len(content) != rows.num_rows:
+            raise ValueError(
+                f"{content_file.name} holds {content.dtype} {content.shape} for "
+                f"{rows.num_rows} items"
+            )
+        return cls.from_arrow(rows, content)
 
     @classmethod
-    def from_arrow(cls, rows: pa.Table) -> ItemCatalog:
-        """A catalog of these items-table rows, in item_index order."""
-        arrow = rows.select(COLUMNS).sort_by("item_index")
+    def from_arrow(cls, rows: pa.Table, content: np.ndarray | None = None) -> ItemCatalog:
+        """A catalog of these items-table rows, in item_index order; `content`: their content
+        vectors in item_index order, when `rows` leaves out the column."""
+        columns = COLUMNS if content is None else [c for c in COLUMNS if c != "content_vector"]
+        arrow = rows.select(columns).sort_by("item_index")
         genres = arrow["genres"].to_pylist()
         genre_names = sorted({g for gs in genres for g in gs})
         column = {g: i for i, g in enumerate(genre_names)}
@@ -117,7 +138,7 @@ class ItemCatalog:
             .to_numpy(zero_copy_only=False)
             .astype(np.float64),
             in_cf=arrow["in_cf"].to_numpy(zero_copy_only=False).astype(bool),
-            content=_matrix(arrow["content_vector"]),
+            content=_matrix(arrow["content_vector"]) if content is None else content,
             cf=_matrix(arrow["cf_vector"]),
         )
 
@@ -180,6 +201,7 @@ class ItemCatalog:
 
         special: dict[str, Any] = {
             "index": None,
+            "content": _spread_content(self.content, part.content, positions, added),
             "genres": genres,
             "genre_names": genre_names,
             "genre_matrix": genre_matrix,
@@ -194,3 +216,18 @@ class ItemCatalog:
                 values[f.name] = spread(getattr(self, f.name), getattr(part, f.name))
         values["index"] = pd.Index(values["ids"])
         return ItemCatalog(**values)
+
+
+def _spread_content(
+    old: VectorRows, new: VectorRows, positions: np.ndarray, added: np.ndarray
+) -> VectorRows:
+    """`with_rows` for the content vectors: a mapped matrix stays mapped, the changed rows held
+    beside it (a concatenation would read the whole file into memory, and the file is shared
+    by every process serving the version: never written)."""
+    assert isinstance(new, np.ndarray)  # rows decoded from the table (ItemCatalog.from_arrow)
+    rows = np.asarray(new, dtype=np.float32)
+    if isinstance(old, MappedRows | np.memmap):
+        return MappedRows.of(old).with_rows(positions, rows)
+    out = np.concatenate([old, rows[added]]) if added.any() else old.copy()
+    out[positions[~added]] = rows[~added]
+    return out

@@ -150,7 +150,10 @@ def _read_models(
     ItemCatalog, UserProfiles, Any | None, TreeContributions | None, dict[str, ItemRelations]
 ]:
     _check_model_files(catalog)
-    items = ItemCatalog.from_table(catalog.table(ITEMS))
+    content_file = catalog.manifest.content_file
+    items = ItemCatalog.from_table(
+        catalog.table(ITEMS), catalog.path / content_file if content_file else None
+    )
     users = UserProfiles.from_table(catalog.table(USERS), items)
     relations = _relations(catalog.path, len(items))
     model = Ranker.load_model(catalog.path)
@@ -176,6 +179,8 @@ def _check_model_files(catalog: CatalogVersion) -> None:
     copy, not a build without that model: serving without it would be silently worse)."""
     manifest = catalog.manifest
     needed = [str(manifest.ranker.get("file", MODEL_FILE))] if manifest.ranker else []
+    if manifest.content_file:
+        needed.append(manifest.content_file)
     for kind in manifest.relations:
         needed += RELATIONS.get(kind, ())
     missing = [name for name in needed if not (catalog.path / name).exists()]

@@ -4,7 +4,9 @@ Layout of a catalog root (`Settings.db_path`):
 
     CURRENT                 the serving version's id, replaced atomically (os.replace)
     versions/<id>/          one complete build: LanceDB tables items, users, events,
-                            manifest.json and model files (numpy .npy, CatBoost .cbm)
+                            manifest.json, content_vector.npy (the items' content vectors,
+                            memory-mapped when served) and model files (numpy .npy, CatBoost .cbm)
+    .build-<pid>-<n>/       a running build's scratch files (pipelines.content_file)
     live/                   what the server was told since: LanceDB tables events (every
                             acknowledged event) and items (every upserted item); it outlives
                             versions, and each new version is brought up to date from it
@@ -39,6 +41,9 @@ RELATIONS = {
     "ease": ("ease_items.npy", "ease_weights.npy"),
     "ease_top": ("ease_items.npy", "ease_top_weights.npy"),  # absent: the same as ease
 }
+# The items' content vectors, (n_items, dim) float32, row = item_index, as the items table's
+# content_vector column holds them: served memory-mapped, so no process holds them in its heap.
+CONTENT_FILE = "content_vector.npy"
 CURRENT = "CURRENT"
 LIVE = "live"
 CONTENT_DIM = 384
@@ -131,6 +136,11 @@ class Manifest(BaseModel):
     counts: dict[str, int]
     text_model: str
     content_dim: int
+    content_file: str | None = Field(
+        None,
+        description="The content vectors as a .npy file (CONTENT_FILE); None: a version built "
+        "before there was one, whose vectors are read from the items table.",
+    )
     cf: dict[str, Any]
     cf_dim: int
     reference_time: int = Field(description="Unix seconds of the newest training event.")

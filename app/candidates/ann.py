@@ -13,6 +13,7 @@ from app.candidates.memory_search import InMemorySearch, NormOrderedSearch
 from app.candidates.partitioned_search import PartitionedSearch, Partitions
 from app.deadlines import Fault, inject
 from app.domain import UserState
+from app.mapped_rows import VectorRows
 
 METRIC = "dot"
 # Test-only fault injection (SHORTLIST_FAULTS): every ANN search of a column is one store call.
@@ -74,7 +75,7 @@ class VectorIndex:
 
 
 def memory_search(
-    vectors: np.ndarray, search: dict[str, int], partitions: Partitions | None = None
+    vectors: VectorRows, search: dict[str, int], partitions: Partitions | None = None
 ) -> InMemorySearch | None:
     """The in-memory search the manifest asks for: partitioned (given its partitions), exact
     ({"memory": 1}), or none (LanceDB)."""

@@ -21,11 +21,23 @@ from collections.abc import Callable
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from app.mapped_rows import VectorRows
+
 FIRST_CHUNK = 4  # times k rows in the first chunk; each next chunk is twice as large
 MAX_CHUNK = 1 << 17
 # Relative margin on the norm where the bound ends a scan: far above float32's rounding of the
 # bound (6e-8), so the stop test passes at that row, and far below any gap that matters.
 NORM_MARGIN = 1e-6
+
+
+def row_norms(vectors: VectorRows) -> np.ndarray:
+    """The L2 norm of every row, a chunk at a time: `vectors` may be a mapped file (np.memmap,
+    app.mapped_rows.MappedRows) that must not be read into memory whole."""
+    out = np.empty(len(vectors), dtype=np.float32)
+    for start in range(0, len(vectors), MAX_CHUNK):
+        block = np.asarray(vectors[start : start + MAX_CHUNK], dtype=np.float32)
+        out[start : start + len(block)] = np.linalg.norm(block, axis=1)
+    return out
 
 
 class InMemorySearch:
@@ -69,14 +81,18 @@ class InMemorySearch:
 class NormOrderedSearch(InMemorySearch):
     """Top-k dot products over `vectors` (n, d), exact up to `max_rows` rows by norm."""
 
-    def __init__(self, vectors: np.ndarray, max_rows: int | None = None) -> None:
+    def __init__(self, vectors: VectorRows, max_rows: int | None = None) -> None:
         super().__init__()
-        norms = np.linalg.norm(vectors, axis=1)
+        norms = row_norms(vectors)
         order = np.argsort(-norms, kind="stable")
         if max_rows is not None:
             order = order[:max_rows]
         self.order = order.astype(np.int64)
-        self.vectors = np.ascontiguousarray(vectors[self.order], dtype=np.float32)
+        # its own norm-ordered copy, gathered a chunk at a time (vectors may be mapped)
+        self.vectors = np.empty((len(order), vectors.shape[1]), dtype=np.float32)
+        for start in range(0, len(order), MAX_CHUNK):
+            rows = self.order[start : start + MAX_CHUNK]
+            self.vectors[start : start + len(rows)] = vectors[rows]
         self.norms = norms[self.order].astype(np.float32)
         self._descending = -self.norms  # ascending, for searchsorted
 

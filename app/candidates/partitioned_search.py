@@ -12,7 +12,8 @@ their leading directions; serving then
 
 The build measures recall@k against exact search and writes `nprobes` and `refine` into the
 manifest, as it does for LanceDB's indexes. The full vectors are the catalog's own array
-(`ItemCatalog.content`): no copy of them is made.
+(`ItemCatalog.content`, mapped from the version's file): no copy of them is made, only rows are
+read from them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from app.candidates.memory_search import InMemorySearch
+from app.mapped_rows import VectorRows
 
 KIND = "partitioned"  # the manifest's index kind for this search
 PROJECT_CHUNK = 65_536  # rows projected at a time while loading (bounds the temporary copy)
@@ -68,11 +70,11 @@ class Partitions:
             raise ValueError(f"partition numbers outside 0..{p - 1}")
         return found
 
-    def assign(self, vectors: np.ndarray) -> np.ndarray:
+    def assign(self, vectors: VectorRows) -> np.ndarray:
         return nearest_centroid(vectors, self.centroids)
 
 
-def nearest_centroid(vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+def nearest_centroid(vectors: VectorRows, centroids: np.ndarray) -> np.ndarray:
     """The partition of each row: its nearest centroid by inner product (in chunks)."""
     out = np.empty(len(vectors), dtype=np.int32)
     for start in range(0, len(vectors), PROJECT_CHUNK):
@@ -85,7 +87,7 @@ class PartitionedSearch(InMemorySearch):
     """Top-k dot products over `vectors` (n, d): `nprobes` partitions scanned, `refine` x k kept."""
 
     def __init__(
-        self, vectors: np.ndarray, partitions: Partitions, nprobes: int, refine: int
+        self, vectors: VectorRows, partitions: Partitions, nprobes: int, refine: int
     ) -> None:
         super().__init__()
         n = len(vectors)

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.items import ItemCatalog
+from app.mapped_rows import MappedRows
 from app.store import items_schema
 
 CONTENT_DIM, CF_DIM = 4, 3
@@ -106,3 +107,31 @@ def test_appended_rows_must_continue_the_numbering() -> None:
     catalog = ItemCatalog.from_arrow(item_rows([0, 1, 2]))
     with pytest.raises(ValueError, match="numbering"):
         catalog.with_rows(item_rows([4]))
+
+
+@pytest.mark.parametrize(("changed", "added"), [([0, 5, 11], 3), ([], 2), ([4], 0)])
+def test_upserts_on_a_mapped_catalog_leave_its_file_alone(tmp_path, changed, added) -> None:
+    """A catalog whose content vectors are a mapped file (a built version) holds upserted
+    rows beside it: the file's bytes never change, the old catalog still reads the old rows."""
+    n = 12
+    base = item_rows(list(range(n)))
+    file = tmp_path / "content_vector.npy"
+    np.save(file, ItemCatalog.from_arrow(base).content)
+    before = file.read_bytes()
+    catalog = ItemCatalog.from_arrow(
+        base.drop_columns(["content_vector"]), np.load(file, mmap_mode="r")
+    )
+    update = item_rows(changed, 1, title="Changed")
+    new = item_rows(list(range(n, n + added)), 2)
+    grown = catalog.with_rows(pa.concat_tables([update, new]))
+
+    assert isinstance(grown.content, MappedRows)
+    kept = base.filter(pa.array([i not in changed for i in range(n)]))
+    fresh = ItemCatalog.from_arrow(pa.concat_tables([kept, update, new]))
+    every = np.arange(len(fresh))
+    assert grown.content.shape == fresh.content.shape
+    np.testing.assert_array_equal(grown.content[every], fresh.content)
+    np.testing.assert_array_equal(np.take(grown.content, every, axis=0), fresh.content)
+    assert file.read_bytes() == before
+    assert isinstance(catalog.content, np.memmap)
+    np.testing.assert_array_equal(catalog.content, ItemCatalog.from_arrow(base).content)

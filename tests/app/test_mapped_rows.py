@@ -1,0 +1,83 @@
+"""MappedRows: a mapped matrix with rows replaced and appended in memory, read only by rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.candidates.memory_search import NormOrderedSearch
+from app.candidates.partitioned_search import PartitionedSearch
+from app.mapped_rows import MappedRows
+from pipelines.partitions import fit_partitions
+
+
+def mapped(tmp_path: Path, rows: int = 50, dim: int = 8, seed: int = 0) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(rows, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    np.save(tmp_path / "content_vector.npy", vectors)
+    return np.load(tmp_path / "content_vector.npy", mmap_mode="r")
+
+
+def test_rows_read_through_every_kind_of_index(tmp_path: Path) -> None:
+    base = mapped(tmp_path)
+    rng = np.random.default_rng(1)
+    changed = np.array([3, 17, 49])
+    appended = np.array([50, 51])
+    new = rng.normal(size=(5, base.shape[1])).astype(np.float32)
+    rows = MappedRows.of(base).with_rows(np.concatenate([changed, appended]), new)
+    expected = np.vstack([base, new[3:]])
+    expected[changed] = new[:3]
+    assert len(rows) == 52 and rows.shape == (52, 8) and rows.ndim == 2
+    assert rows.dtype == np.float32
+    everything = np.arange(52)
+    np.testing.assert_array_equal(rows[everything], expected)
+    np.testing.assert_array_equal(rows[list(everything[::-1])], expected[::-1])
+    np.testing.assert_array_equal(rows[10:20], expected[10:20])
+    np.testing.assert_array_equal(rows[45:], expected[45:])
+    np.testing.assert_array_equal(rows[17], expected[17])
+    np.testing.assert_array_equal(rows[np.int64(-1)], expected[-1])
+    np.testing.assert_array_equal(rows[everything % 2 == 0], expected[::2])
+    np.testing.assert_array_equal(rows[[3, 4], 2:5], expected[[3, 4], 2:5])
+    grid = np.array([[0, 3], [51, 49]])
+    np.testing.assert_array_equal(np.take(rows, grid, axis=0), expected[grid])
+    with pytest.raises(IndexError):
+        rows[52]
+    with pytest.raises(TypeError, match="whole array"):
+        np.asarray(rows)
+
+
+def test_a_second_upsert_leaves_the_first_and_the_file_alone(tmp_path: Path) -> None:
+    base = mapped(tmp_path)
+    before = (tmp_path / "content_vector.npy").read_bytes()
+    first = MappedRows.of(base).with_rows(np.array([5, 50]), np.ones((2, 8), np.float32))
+    second = first.with_rows(np.array([5, 51]), np.full((2, 8), 2.0, np.float32))
+    assert len(first) == 51 and len(second) == 52
+    np.testing.assert_array_equal(first[5], np.ones(8))
+    np.testing.assert_array_equal(second[5], np.full(8, 2.0))
+    np.testing.assert_array_equal(second[50], np.ones(8))
+    np.testing.assert_array_equal(second[4], base[4])
+    assert (tmp_path / "content_vector.npy").read_bytes() == before
+    with pytest.raises(ValueError, match="numbering"):
+        first.with_rows(np.array([53]), np.ones((1, 8), np.float32))
+
+
+def test_in_memory_searches_take_it_without_a_whole_array(tmp_path: Path) -> None:
+    """The searches a runtime rebuilds after an upsert read it by rows (its __array__ refuses)
+    and find what they find over the same matrix in memory."""
+    base = mapped(tmp_path, rows=400, dim=16)
+    new = np.random.default_rng(2).normal(size=(3, 16)).astype(np.float32)
+    rows = MappedRows.of(base).with_rows(np.array([7, 400, 401]), new)
+    plain = np.vstack([base, new[1:]])
+    plain[7] = new[0]
+    partitions = fit_partitions(np.asarray(base), np.random.default_rng(0), partitions=8)
+    query = plain[7]
+    for search_over in (
+        lambda v: PartitionedSearch(v, partitions, nprobes=3, refine=4),
+        lambda v: NormOrderedSearch(v),
+    ):
+        found, scores, _ = search_over(rows).nearest(query, 10)
+        want, want_scores, _ = search_over(plain).nearest(query, 10)
+        np.testing.assert_array_equal(found, want)
+        np.testing.assert_allclose(scores, want_scores, rtol=1e-6)
