@@ -8,6 +8,7 @@ leaves the serving catalog untouched.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -22,6 +23,7 @@ from app.errors import InputError
 from app.events import event_weights
 from app.settings import Settings
 from app.store import (
+    CONTENT_FILE,
     RELATIONS,
     CatalogRoot,
     CatalogVersion,
@@ -31,6 +33,7 @@ from app.store import (
 )
 from pipelines import ease
 from pipelines.cf import endorsement_matrix, train_cf
+from pipelines.content_file import flush, nan_rows, open_read, scratch_dir, settle
 from pipelines.index import choose_index, probe_queries
 from pipelines.ingest import load_source
 from pipelines.ingest.raw import RawCatalog
@@ -45,6 +48,8 @@ from pipelines.stats import item_stats, user_stats
 from pipelines.steps import Reporter
 from pipelines.tables import write_events, write_items, write_users
 
+EMBED_ROWS = 65_536  # texts embedded per chunk written into the mapped vectors file
+
 
 def fingerprint(raw: RawCatalog) -> str:
     digest = hashlib.sha256()
@@ -57,17 +62,24 @@ def fingerprint(raw: RawCatalog) -> str:
 
 
 def content_vectors(
-    raw: RawCatalog, settings: Settings, reporter: Reporter
+    raw: RawCatalog,
+    settings: Settings,
+    reporter: Reporter,
+    out: Path,
+    scratch: Path | None = None,
 ) -> tuple[np.ndarray, str]:
-    """The source's vectors where given, the text model's for every other item."""
+    """The source's vectors where given, the text model's for every other item, as the `.npy`
+    file `out`, returned mapped read-only. A writable mapped file in `scratch` (what ingest
+    wrote) is moved to `out` and filled there; any other array is copied, a chunk at a time."""
     n = len(raw.items)
     given = raw.content_vectors
-    missing = np.ones(n, dtype=bool) if given is None else np.isnan(given).any(axis=1)
+    missing = np.ones(n, dtype=bool) if given is None else nan_rows(given)
     with reporter.step("embed", total=int(missing.sum())) as step:
         if not missing.any():
             assert given is not None
             step.note = "vectors given by the source"
-            return np.ascontiguousarray(given, dtype=np.float32), "source"
+            flush(settle(given, out, scratch, n, given.shape[1]))
+            return open_read(out), "source"
         encoder = TextEncoder(settings.text_model, settings.threads)
         if given is not None and given.shape[1] != encoder.dim:
             raise InputError(
@@ -83,35 +95,52 @@ def content_vectors(
                 rows["title"], rows["genres"], rows["description"], rows["tags"], strict=True
             )
         ]
-        vectors = np.empty((n, encoder.dim), dtype=np.float32)
-        if given is not None:
-            vectors[~missing] = given[~missing]
-        vectors[missing] = encoder.encode(texts, settings.embed_batch_size, on_batch=step.advance)
+        vectors = settle(given, out, scratch, n, encoder.dim)
+        # Shortest texts first, as the encoder orders them itself: chunks of whole encoder
+        # chunks keep its batches, and so its vectors, what one call over all texts makes.
+        targets = np.flatnonzero(missing)
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        per_call = settings.embed_batch_size * 8  # TextEncoder.encode's own chunk
+        chunk = per_call * max(1, EMBED_ROWS // per_call)
+        for start in range(0, len(order), chunk):
+            part = np.sort(order[start : start + chunk])
+            vectors[targets[part]] = encoder.encode(
+                [texts[i] for i in part], settings.embed_batch_size, on_batch=step.advance
+            )
+        flush(vectors)
+        del vectors
         step.note = f"{settings.text_model}"
         model = settings.text_model if given is None else f"{settings.text_model}+source"
-        return vectors, model
+        return open_read(out), model
 
 
 def build(source: Path, fmt: str, settings: Settings, reporter: Reporter | None = None) -> Manifest:
-    """Read a source directory and build a catalog version from it (see build_catalog)."""
+    """Read a source directory and build a catalog version from it (see build_catalog).
+
+    The source's content vectors go to a mapped file in a scratch directory of the catalog root
+    (pipelines.content_file), which ends in the version directory; the scratch directory is
+    removed afterwards, and with it whatever a failed build left there."""
     reporter = reporter or Reporter(quiet=True)
     started = time.time()
-    with reporter.step("ingest") as step:
-        raw = load_source(source, fmt)
-        step.rows = len(raw.events)
-        step.note = f"{len(raw.items):,} items"
-        if raw.unknown_item_events:
-            step.note += f", {raw.unknown_item_events:,} events for unknown items skipped"
-    with reporter.step("live") as step:
-        raw, watermark, counts = with_live_data(raw, settings.db_path)
-        step.rows = counts.get("live_events", 0)
-        step.note = (
-            f"{counts['live_events']:,} live events, {counts['live_items']:,} upserted items "
-            f"(up to #{watermark})"
-            if counts
-            else "no live data"
+    with scratch_dir(Path(settings.db_path)) as scratch:
+        with reporter.step("ingest") as step:
+            raw = load_source(source, fmt, scratch)
+            step.rows = len(raw.events)
+            step.note = f"{len(raw.items):,} items"
+            if raw.unknown_item_events:
+                step.note += f", {raw.unknown_item_events:,} events for unknown items skipped"
+        with reporter.step("live") as step:
+            raw, watermark, counts = with_live_data(raw, settings.db_path, scratch)
+            step.rows = counts.get("live_events", 0)
+            step.note = (
+                f"{counts['live_events']:,} live events, {counts['live_items']:,} upserted items "
+                f"(up to #{watermark})"
+                if counts
+                else "no live data"
+            )
+        return build_catalog(
+            raw, settings, reporter, started, live_watermark=watermark, scratch=scratch
         )
-    return build_catalog(raw, settings, reporter, started, live_watermark=watermark)
 
 
 def build_catalog(
@@ -120,10 +149,13 @@ def build_catalog(
     reporter: Reporter,
     started: float | None = None,
     live_watermark: int = -1,
+    scratch: Path | None = None,
 ) -> Manifest:
     """Embed, train, index and publish a new version from ingested data.
 
     `live_watermark`: the newest live event in `raw` (see pipelines.live_data), -1 for none.
+    `scratch`: the build's scratch directory; content vectors mapped from a file there are
+    moved into the version (`CONTENT_FILE`), others are copied into it.
     """
     started = time.time() if started is None else started
     if raw.events.empty:
@@ -133,7 +165,7 @@ def build_catalog(
     root.path.mkdir(parents=True, exist_ok=True)
     version, path = root.new_version()
     try:
-        vectors, text_model = content_vectors(raw, settings, reporter)
+        vectors, text_model = content_vectors(raw, settings, reporter, path / CONTENT_FILE, scratch)
         learned = _learn_on_snapshot(raw, vectors, text_model, settings, reporter, path)
         manifest = _build_version(
             raw,
@@ -204,6 +236,8 @@ def _learn_on_snapshot(
     snapshot = path / "_ranker_snapshot"
     snapshot.mkdir()
     try:
+        # the same vectors: a second name for the version's file, not a second 15 GB (at 10M)
+        os.link(path / CONTENT_FILE, snapshot / CONTENT_FILE)
         snapshot_manifest = _build_version(
             raw,
             raw.events.loc[keep],
@@ -437,6 +471,7 @@ def _build_version(
         },
         text_model=text_model,
         content_dim=int(vectors.shape[1]),
+        content_file=CONTENT_FILE,
         cf={"algorithm": cf.algorithm, "measurements": cf.measurements, "params": cf.params},
         cf_dim=int(cf.item_factors.shape[1]),
         reference_time=reference_time,

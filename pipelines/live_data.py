@@ -5,10 +5,14 @@ upserted and events acknowledged while serving) to an ingested source: upserted 
 the source's text and metadata or are added (their content vectors are used as given), live
 events are appended. It returns the sequence number of the newest live event taken in: the new
 version's training watermark, so the server replays only what came after.
+
+In a build the merged content vectors are a new memory-mapped file in the build's scratch
+directory, written a chunk at a time: the source's matrix is never copied or stacked whole.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +23,18 @@ import pyarrow.compute as pc
 
 from app.realtime.live_store import EVENTS, ITEMS
 from app.store import CatalogRoot
+from pipelines.content_file import allocate, copy_rows, fill_rows, flush, is_scratch
 from pipelines.ingest.raw import EVENT_COLUMNS, RawCatalog
 from pipelines.ingest.series import fill_positions
 
 
-def with_live_data(raw: RawCatalog, root: Path) -> tuple[RawCatalog, int, dict[str, int]]:
-    """The source with the live items and events of `root`; (catalog, watermark, counts)."""
+def with_live_data(
+    raw: RawCatalog, root: Path, scratch: Path | None = None
+) -> tuple[RawCatalog, int, dict[str, int]]:
+    """The source with the live items and events of `root`; (catalog, watermark, counts).
+
+    `scratch`: the build's scratch directory, where merged content vectors are written as a
+    memory-mapped file (the source's own file there is removed once merged: it is the build's)."""
     live_dir = CatalogRoot(root).live_dir
     if not live_dir.is_dir():
         return raw, -1, {}
@@ -32,7 +42,7 @@ def with_live_data(raw: RawCatalog, root: Path) -> tuple[RawCatalog, int, dict[s
     items, events = _read(db, ITEMS), _read(db, EVENTS)
     counts = {"live_items": 0, "live_events": 0}
     if items is not None and len(items):
-        raw = _with_items(raw, items)
+        raw = _with_items(raw, items, scratch)
         counts["live_items"] = len(items)
     watermark = -1
     if events is not None and len(events):
@@ -74,16 +84,22 @@ def _read(db: Any, name: str) -> pd.DataFrame | None:
     return table.to_pandas()
 
 
-def _with_items(raw: RawCatalog, live: pd.DataFrame) -> RawCatalog:
+def _with_items(raw: RawCatalog, live: pd.DataFrame, scratch: Path | None = None) -> RawCatalog:
     items = raw.items.reset_index(drop=True).copy()
     position = pd.Index(items["item_id"]).get_indexer(live["item_id"])
     dim = len(live["content_vector"].iloc[0])
     given = raw.content_vectors
     if given is not None and given.shape[1] != dim:
         given = None  # another model's vectors: every item is embedded again by the build
-    vectors = (
-        np.full((len(items), dim), np.nan, dtype=np.float32) if given is None else given.copy()
-    )
+    n = len(items)
+    added = int((position < 0).sum())
+    file = None if scratch is None else _unused(scratch / "live_content_vector.npy")
+    vectors = allocate(n + added, dim, file)
+    if given is None:
+        fill_rows(vectors, 0, n + added)
+    else:
+        copy_rows(given, vectors)
+    appended = n
     rows: list[dict[str, Any]] = []
     records: list[dict[Any, Any]] = live.to_dict("records")
     for row, at in zip(records, position.tolist(), strict=True):
@@ -103,7 +119,12 @@ def _with_items(raw: RawCatalog, live: pd.DataFrame) -> RawCatalog:
             vectors[at] = vector
         else:
             rows.append({**values, "tags": "", "series_position": np.nan})
-            vectors = np.vstack([vectors, vector[None, :]])
+            vectors[appended] = vector
+            appended += 1
+    flush(vectors)
+    source = raw.content_vectors
+    if isinstance(source, np.memmap) and is_scratch(source, scratch):
+        os.unlink(str(source.filename))  # merged: 15 GB at 10M items freed
     if rows:
         items = pd.concat([items, pd.DataFrame(rows)], ignore_index=True)
         items = _contiguous(items, raw.items)
@@ -123,6 +144,15 @@ def _with_items(raw: RawCatalog, live: pd.DataFrame) -> RawCatalog:
         source=raw.source,
         format=raw.format,
     )
+
+
+def _unused(path: Path) -> Path:
+    """`path`, or the first `path.N` that does not exist (a second merge in one scratch)."""
+    found, n = path, 0
+    while found.exists():
+        n += 1
+        found = path.with_suffix(f".{n}.npy")
+    return found
 
 
 def _contiguous(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:

@@ -170,7 +170,7 @@ def _ask_baselines(
         bl.EASE(ease_lambda),
         bl.ItemKNN(),
         bl.ALS(seed=seed),
-        bl.ContentOnly(runtime.items.content),
+        bl.ContentOnly(runtime.items.content[:]),  # every row: an evaluation catalog is small
         bl.EASE(weighted_lambda, binarize=False),
     ]
     results = []

@@ -23,14 +23,16 @@ FORMATS = {"movielens": load_movielens, "generic": load_generic}
 __all__ = ["FORMATS", "RawCatalog", "load_source"]
 
 
-def load_source(path: Path, fmt: str) -> RawCatalog:
+def load_source(path: Path, fmt: str, scratch: Path | None = None) -> RawCatalog:
+    """`scratch`: a build's scratch directory (pipelines.content_file), where the source's content
+    vectors are written as a memory-mapped `.npy`; without one they are read into memory."""
     load = FORMATS.get(fmt)
     if load is None:
         raise InputError(f"unknown input format {fmt!r} (allowed: {', '.join(FORMATS)})")
     path = Path(path)
     if not path.is_dir():
         raise InputError(f"not a directory: {path}", file=str(path))
-    catalog = load(path)
+    catalog = load(path, scratch)
     # Arrow's allocator keeps the buffers of the parsed files for reuse: about 1 GB at 10M events.
     pa.default_memory_pool().release_unused()
     return catalog

@@ -45,9 +45,11 @@ ITEM_FIELDS = [
 EVENT_FIELDS = ["user_id", "item_id", "timestamp", "event", "value", "device"]
 
 
-def load_generic(directory: Path) -> RawCatalog:
+def load_generic(directory: Path, scratch: Path | None = None) -> RawCatalog:
+    """`scratch`: a directory where the content vectors are written as a memory-mapped `.npy`
+    (pipelines.content_file); without one they are read into memory."""
     items_path, events_path = _source_file(directory, "items"), _source_file(directory, "events")
-    items, vectors = _load_items(items_path)
+    items, vectors = _load_items(items_path, scratch)
     events, unknown = _load_events(events_path, items["item_id"])
     return RawCatalog(items, events, vectors, unknown, str(directory), "generic")
 
@@ -60,7 +62,7 @@ def _source_file(directory: Path, stem: str) -> Path:
     raise InputError(f"missing {stem}.csv or {stem}.parquet in {directory}", file=f"{stem}.csv")
 
 
-def _load_items(path: Path) -> tuple[pd.DataFrame, np.ndarray | None]:
+def _load_items(path: Path, scratch: Path | None) -> tuple[pd.DataFrame, np.ndarray | None]:
     # The vectors are read apart, batch by batch (content_vectors), never as one Arrow column.
     table, names = read_table(path, [f for f in ITEM_FIELDS if f != "content_vector"])
     file = path.name
@@ -132,7 +134,9 @@ def _load_items(path: Path) -> tuple[pd.DataFrame, np.ndarray | None]:
                 "content_vector needs a parquet file", file=file, column="content_vector"
             )
         del table
-        vectors = read_content_vectors(path)
+        vectors = read_content_vectors(
+            path, None if scratch is None else scratch / "source_content_vector.npy"
+        )
     return items, vectors
 
 

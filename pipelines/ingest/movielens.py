@@ -61,7 +61,8 @@ class _Movies:
     tags: list[str]
 
 
-def load_movielens(directory: Path) -> RawCatalog:
+def load_movielens(directory: Path, scratch: Path | None = None) -> RawCatalog:
+    """`scratch` is unused: MovieLens gives no content vectors (see load_generic)."""
     layout = detect_layout(directory)
     ratings_file, movies_file = (directory / name for name in LAYOUTS[layout])
     if layout == "csv":

@@ -8,7 +8,8 @@
     user_id: str, item_id: str, timestamp: int64 unix seconds,
     event: str (one of app.events.EVENT_TYPES), value: float64 (NaN when absent), device: str | None
 `content_vectors`: float32 array (n_items, dim) aligned with `items`, rows of NaN where the source
-gave no vector; None when the source has no vectors at all.
+gave no vector; None when the source has no vectors at all. In a build it is a memory-mapped
+`.npy` in the build's scratch directory (pipelines.content_file): read it in chunks or by rows.
 """
 
 from __future__ import annotations

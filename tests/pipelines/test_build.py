@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
 import subprocess
 import sys
@@ -9,12 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from app.errors import InputError
+from app.runtime import Runtime
 from app.settings import Settings
-from app.store import CURRENT, CatalogRoot
+from app.store import CONTENT_FILE, CURRENT, CatalogRoot
+from pipelines import build as build_module
 from pipelines.build import build, build_catalog
 from pipelines.ingest import load_source
 from pipelines.ingest.raw import EVENT_COLUMNS
@@ -130,3 +135,80 @@ def test_a_build_leaves_the_ingested_events_as_they_were(
     build_catalog(raw, Settings(db_path=tmp_path / "db", train_ranker=False), Reporter(quiet=True))
     assert list(raw.events.columns) == EVENT_COLUMNS
     pd.testing.assert_frame_equal(raw.events, before)
+
+
+def test_the_content_file_holds_the_items_column_row_for_row(built_catalog: Path) -> None:
+    version = CatalogRoot(built_catalog).open()
+    assert version.manifest.content_file == CONTENT_FILE
+    mapped = np.load(version.path / CONTENT_FILE, mmap_mode="r")
+    assert mapped.dtype == np.float32
+    items = version.table("items").to_arrow().sort_by("item_index")
+    column = items["content_vector"].combine_chunks()
+    np.testing.assert_array_equal(mapped, column.values.to_numpy().reshape(len(column), -1))
+    assert not list(built_catalog.glob(".build-*"))  # the build's scratch directory is gone
+
+
+def test_text_model_vectors_are_written_into_the_content_file(
+    tmp_path: Path, generated_source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Items the source gives no vector are embedded into the mapped file; the ranker snapshot
+    reads the same file through a hard link, its runtime mapping it."""
+    source = tmp_path / "source"
+    shutil.copytree(generated_source, source)
+    items = pq.read_table(source / "items.parquet")
+    given = items["content_vector"].to_pylist()
+    dropped = list(range(0, len(given), 25))  # 120 items for the text model
+    for row in dropped:
+        given[row] = None
+    column = pa.array(given, items.schema.field("content_vector").type)
+    pq.write_table(
+        items.set_column(items.schema.get_field_index("content_vector"), "content_vector", column),
+        source / "items.parquet",
+    )
+    seen: dict[str, object] = {}
+    collect = build_module.collect_training_data
+
+    def spying(snapshot, *args, **kwargs):  # type: ignore[no-untyped-def]
+        version_dir = snapshot.path.parent
+        seen["linked"] = os.path.samefile(snapshot.path / CONTENT_FILE, version_dir / CONTENT_FILE)
+        runtime = asyncio.run(Runtime.open_version(snapshot))
+        seen["mapped"] = isinstance(runtime.items.content, np.memmap)
+        return collect(snapshot, *args, **kwargs)
+
+    monkeypatch.setattr(build_module, "collect_training_data", spying)
+    settings = Settings(
+        db_path=tmp_path / "db", ranker_iterations=20, ranker_max_users=60, ranker_negatives=20
+    )
+    manifest = build(source, "generic", settings)
+
+    assert manifest.text_model.endswith("+source")
+    assert seen == {"linked": True, "mapped": True}
+    version = CatalogRoot(settings.db_path).open()
+    mapped = np.load(version.path / CONTENT_FILE, mmap_mode="r")
+    table = version.table("items").to_arrow().sort_by("item_index")
+    values = table["content_vector"].combine_chunks()
+    np.testing.assert_array_equal(mapped, values.values.to_numpy().reshape(len(values), -1))
+    kept = np.setdiff1d(np.arange(len(given)), dropped)
+    original = load_source(generated_source, "generic").content_vectors
+    assert original is not None
+    np.testing.assert_array_equal(mapped[kept], original[kept])
+    np.testing.assert_allclose(np.linalg.norm(mapped[dropped], axis=1), 1.0, atol=1e-4)
+    assert not np.allclose(mapped[dropped], original[dropped], atol=1e-3)
+    assert not list(settings.db_path.glob(".build-*"))
+
+
+def test_a_failed_build_removes_its_scratch_file(
+    tmp_path: Path, generated_source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "db"
+    written: list[Path] = []
+
+    def failing(raw, *args, **kwargs):  # type: ignore[no-untyped-def]
+        written.extend(root.glob(".build-*/*.npy"))
+        raise RuntimeError("the live database is unreadable")
+
+    monkeypatch.setattr(build_module, "with_live_data", failing)
+    with pytest.raises(RuntimeError, match="unreadable"):
+        build(generated_source, "generic", Settings(db_path=root, train_ranker=False))
+    assert len(written) == 1  # ingest wrote the source's vectors there
+    assert not written[0].exists() and not list(root.glob(".build-*"))

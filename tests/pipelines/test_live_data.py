@@ -81,3 +81,31 @@ def test_realtime_bench_reports_ingest_effect_and_fold_in(built_catalog: Path) -
     assert "| on | single |" in markdown(report)
     live = CatalogRoot(built_catalog).live_dir / "events.lance"
     assert not live.exists() or not list((live / "data").glob("*")), "scratch roots only"
+
+
+def test_upserted_items_merge_into_a_new_mapped_file(
+    generated_source: Path, tmp_path: Path
+) -> None:
+    """In a build (a scratch directory) the merged vectors are a new mapped file of n + m rows;
+    the source's scratch file, merged, is removed."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    raw = load_source(generated_source, "generic", scratch)
+    assert isinstance(raw.content_vectors, np.memmap)
+    source_file = Path(str(raw.content_vectors.filename))
+    assert source_file.parent == scratch
+    before = np.array(raw.content_vectors)
+    dim = before.shape[1]
+    asyncio.run(_tell(tmp_path / "root", dim))
+
+    merged, _, counts = with_live_data(raw, tmp_path / "root", scratch)
+
+    assert counts["live_items"] == 2
+    vectors = merged.content_vectors
+    assert isinstance(vectors, np.memmap) and Path(str(vectors.filename)).parent == scratch
+    assert vectors.shape == (len(before) + 1, dim)
+    position = list(merged.items["item_id"]).index("i0003")
+    expected = np.vstack([before, np.full((1, dim), 1 / np.sqrt(dim), np.float32)])
+    expected[position] = 1 / np.sqrt(dim)
+    np.testing.assert_array_equal(vectors, expected)
+    assert not source_file.exists()

@@ -1,0 +1,90 @@
+"""A version's content vectors served from its mapped file, or decoded from an older version's
+items table: the same recommendations either way."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.domain import RecommendationRequest
+from app.engine import Engine
+from app.errors import CatalogError
+from app.runtime import Runtime
+from app.settings import Settings
+from app.store import CONTENT_FILE, CatalogRoot, write_manifest
+
+# Generous deadlines: the two engines must not differ by a stage that ran out of time.
+RELAXED = {
+    "budget_ms": 20_000,
+    "user_state_ms": 10_000,
+    "candidates_ms": 10_000,
+    "ranking_ms": 10_000,
+    "reranking_ms": 10_000,
+    "candidates": {
+        name: {"deadline_ms": 8_000}
+        for name in ("cf_ann", "content_ann", "item_to_item", "fresh", "popular", "exploration")
+    },
+}
+
+
+def as_built_before_the_file(built_catalog: Path, tmp_path: Path) -> Path:
+    """A copy of the catalog whose version has no content file, as versions built before it."""
+    root = tmp_path / "older.lancedb"
+    shutil.copytree(built_catalog, root, ignore=shutil.ignore_patterns("live"))
+    version = CatalogRoot(root).open()
+    (version.path / CONTENT_FILE).unlink()
+    write_manifest(version.path, version.manifest.model_copy(update={"content_file": None}))
+    return root
+
+
+def test_a_built_version_serves_its_content_vectors_mapped(built_catalog: Path) -> None:
+    runtime = asyncio.run(Runtime.open(built_catalog))
+    content = runtime.items.content
+    assert runtime.manifest.content_file == CONTENT_FILE
+    assert isinstance(content, np.memmap) and not content.flags.writeable
+    assert Path(str(content.filename)) == (runtime.path / CONTENT_FILE).resolve()
+    assert content.shape == (len(runtime.items), runtime.manifest.content_dim)
+
+
+async def test_the_file_and_the_column_serve_the_same_recommendations(
+    built_catalog: Path, tmp_path: Path
+) -> None:
+    older = as_built_before_the_file(built_catalog, tmp_path)
+    engines = [
+        await Engine.start(Settings(db_path=root, pipeline=RELAXED), live=False)
+        for root in (built_catalog, older)
+    ]
+    try:
+        mapped, decoded = (e.current.runtime.items.content for e in engines)
+        assert isinstance(mapped, np.memmap) and not isinstance(decoded, np.memmap)
+        np.testing.assert_array_equal(mapped, decoded)
+        users = [*engines[0].current.runtime.users.index[:12], "nobody-yet"]
+        at = datetime(2030, 1, 1, tzinfo=UTC)
+        for user in users:
+            got = [
+                await e.recommend(RecommendationRequest(str(user), 20, at, request_id="r"))
+                for e in engines
+            ]
+            assert not got[0].degraded and not got[1].degraded
+            assert [p.item for p in got[0].picks] == [p.item for p in got[1].picks], user
+            np.testing.assert_allclose(
+                [p.score for p in got[0].picks], [p.score for p in got[1].picks], rtol=1e-6
+            )
+    finally:
+        for engine in engines:
+            await engine.close()
+
+
+def test_a_version_lacking_its_listed_content_file_is_refused(
+    built_catalog: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "broken.lancedb"
+    shutil.copytree(built_catalog, root, ignore=shutil.ignore_patterns("live"))
+    (CatalogRoot(root).open().path / CONTENT_FILE).unlink()
+    with pytest.raises(CatalogError, match=CONTENT_FILE.replace(".", r"\.")):
+        asyncio.run(Runtime.open(root))
