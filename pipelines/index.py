@@ -5,8 +5,8 @@ and IVF_PQ (with refine) are tried; for each, search parameters are raised step 
 recall@k against exact numpy search reaches the target. The fastest configuration that reaches
 the target is kept, and its search parameters are written into the manifest for serving.
 At catalog scale two searches in the serving process come first: the norm-ordered exact search
-(`app.candidates.memory_search`, for CF vectors) and the partitioned search
-(`app.candidates.partitioned_search`, for unit-norm content vectors).
+(`app.candidates.memory_search`, for CF vectors; not tried on unit-norm ones) and the partitioned
+search (`app.candidates.partitioned_search`, for unit-norm content vectors).
 """
 
 from __future__ import annotations
@@ -38,6 +38,10 @@ MIN_ROWS_FOR_PQ = 100_000  # PQ codebooks need many rows per partition to be wor
 SCALE_ROWS = CATALOG_SCALE_ITEMS
 MEMORY_FAST_MS = 5.0
 MEMORY_PROBES = 20  # queries timed for the in-memory search before IVF_PQ is considered
+# Scores computed at once by exact_top_k (64 MB of float32, about as much again for the
+# argpartition): at 10M rows 32 queries at once made 1.3 GB of scores and 2.6 GB of indices.
+SCORE_BUDGET = 16_000_000
+UNIT_NORM_SAMPLE = 10_000  # rows whose norms say whether a column is unit-norm
 
 
 @dataclass
@@ -60,13 +64,37 @@ class Trial:
         }
 
 
-def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """Row numbers of the k largest dot products per query (brute force, numpy)."""
-    k = min(k, len(vectors))
+def exact_top_k(
+    vectors: np.ndarray, queries: np.ndarray, k: int, budget: int = SCORE_BUDGET
+) -> np.ndarray:
+    """Row numbers of the k largest dot products per query (brute force, numpy).
+
+    Queries are scored in blocks of at most 32 and at most `budget` scores; past the budget
+    (more rows than `budget`) one query is scored a span of `budget` rows at a time, its k best
+    kept from span to span."""
+    n = len(vectors)
+    k = min(k, n)
     out = np.empty((len(queries), k), dtype=np.int64)
-    for start in range(0, len(queries), 32):
-        scores = queries[start : start + 32] @ vectors.T
-        out[start : start + 32] = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    block = max(1, min(32, budget // max(1, n)))
+    span = max(k, budget)
+    for start in range(0, len(queries), block):
+        batch = queries[start : start + block]
+        if span >= n:
+            scores = batch @ vectors.T
+            out[start : start + block] = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+            continue
+        found = np.empty((len(batch), 0), dtype=np.int64)
+        kept = np.empty((len(batch), 0), dtype=np.float32)
+        for lo in range(0, n, span):
+            hi = min(n, lo + span)
+            scores = np.hstack([kept, batch @ vectors[lo:hi].T])
+            rows = np.hstack([found, np.tile(np.arange(lo, hi), (len(batch), 1))])
+            if scores.shape[1] > k:
+                best = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+                scores = np.take_along_axis(scores, best, axis=1)
+                rows = np.take_along_axis(rows, best, axis=1)
+            found, kept = rows, scores
+        out[start : start + block] = found
     return out
 
 
@@ -167,12 +195,16 @@ def choose_index(
         table.drop_index(f"{column}_idx")
 
     if n >= SCALE_ROWS:
-        memory = _memory_trial(vectors, queries[:MEMORY_PROBES], truth[:MEMORY_PROBES], k)
-        tick()
-        if memory.recall >= recall_target and memory.p50_ms <= MEMORY_FAST_MS:
-            memory = _memory_trial(vectors, queries, truth, k)  # the full measurement
-            return _choice(column, k, memory, [memory])
-        trials.append(memory)
+        # Unit-norm rows (content vectors) leave the norm-ordered search nothing to prune: it
+        # scans every row, slower than MEMORY_FAST_MS at 1M, and its norm-ordered copy of the
+        # vectors alone is 15 GB at 10M. It is not tried on them (nor listed in `tried`).
+        if not _unit_norm(vectors):
+            memory = _memory_trial(vectors, queries[:MEMORY_PROBES], truth[:MEMORY_PROBES], k)
+            tick()
+            if memory.recall >= recall_target and memory.p50_ms <= MEMORY_FAST_MS:
+                memory = _memory_trial(vectors, queries, truth, k)  # the full measurement
+                return _choice(column, k, memory, [memory])
+            trials.append(memory)
         if directory is not None:
             # Unit-norm vectors (content): partitions probed in memory, quicker than LanceDB's
             # IVF at the same recall (at 1M, recall@1000 0.96 in 2 ms against 25 ms).
@@ -286,6 +318,13 @@ def _partitioned_trial(
     return _timed(PARTITIONED, params, dict(search_params), search.nearest, queries, truth, k)
 
 
+def _unit_norm(vectors: np.ndarray, tolerance: float = 1e-3) -> bool:
+    """Whether every row has norm 1, judged on UNIT_NORM_SAMPLE rows spread evenly over all."""
+    rows = np.unique(np.linspace(0, len(vectors) - 1, min(len(vectors), UNIT_NORM_SAMPLE)))
+    norms = np.linalg.norm(np.asarray(vectors[rows.astype(np.int64)], dtype=np.float32), axis=1)
+    return bool(len(norms)) and bool(np.all(np.abs(norms - 1.0) <= tolerance))
+
+
 def _memory_trial(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, k: int) -> Trial:
     """The norm-ordered exact search, as serving runs it on the same vectors."""
     search = NormOrderedSearch(vectors)
@@ -342,10 +381,25 @@ def create_scalar_indexes(table: Any, btree: list[str], label_lists: list[str]) 
 def probe_queries(
     user_vectors: np.ndarray, item_vectors: np.ndarray, count: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """Real queries for measuring an index: user vectors, or item vectors when users are few."""
+    """Real queries for measuring an index: user vectors, or item vectors when users are few.
+
+    The item vectors (mapped, at 10M items 15 GB) are read by rows: a chunk at a time to find the
+    non-zero ones, then only the rows picked."""
     pool = user_vectors[np.abs(user_vectors).sum(axis=1) > 0]
+    items = np.zeros(0, dtype=np.int64)
     if len(pool) < count:
-        items = item_vectors[np.abs(item_vectors).sum(axis=1) > 0]
-        pool = np.vstack([pool, items]) if len(items) else pool
-    picked = rng.choice(len(pool), size=min(count, len(pool)), replace=False)
-    return np.ascontiguousarray(pool[picked], dtype=np.float32)
+        items = np.flatnonzero(_non_zero_rows(item_vectors))
+    total = len(pool) + len(items)
+    picked = rng.choice(total, size=min(count, total), replace=False)
+    out = np.empty((len(picked), item_vectors.shape[1]), dtype=np.float32)
+    of_users = picked < len(pool)
+    out[of_users] = pool[picked[of_users]]
+    out[~of_users] = item_vectors[items[picked[~of_users] - len(pool)]]
+    return out
+
+
+def _non_zero_rows(vectors: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+    out = np.empty(len(vectors), dtype=bool)
+    for start in range(0, len(vectors), chunk):
+        out[start : start + chunk] = np.abs(vectors[start : start + chunk]).sum(axis=1) > 0
+    return out

@@ -235,9 +235,9 @@ def test_reindex_chooses_the_indexes_of_a_built_version_again(tmp_path, built_ca
 
 
 def test_at_catalog_scale_unit_vectors_are_searched_in_partitions(tmp_path, monkeypatch):
-    """Content-like vectors (unit norm, clustered): the exact in-memory search is too slow,
-    so the partitioned search is measured, kept, and its partitions saved where serving
-    reads them; serving's search from that file reaches the measured recall."""
+    """Content-like vectors (unit norm, clustered): the exact in-memory search has nothing to
+    prune and is not tried, so the partitioned search is measured, kept, and its partitions
+    saved where serving reads them; serving's search from that file reaches the measured recall."""
     import asyncio
 
     from app.candidates.ann import VectorIndex, memory_search
@@ -259,7 +259,8 @@ def test_at_catalog_scale_unit_vectors_are_searched_in_partitions(tmp_path, monk
         directory=version,
     )  # fmt: skip
     assert choice.kind == "partitioned" and choice.recall_at_k >= 0.95
-    assert choice.tried[0]["kind"] == "memory"
+    # unit-norm rows leave the norm-ordered search nothing to prune: it is not tried on them
+    assert "memory" not in [t["kind"] for t in choice.tried]
     assert table.list_indices() == []  # no LanceDB index was needed
     partitions = Partitions.load(version, "vector")
     assert len(partitions.partition_of) == len(vectors)
@@ -324,3 +325,16 @@ def test_a_version_searched_in_partitions_is_served_from_them(tmp_path, built_ca
     found, scores = asyncio.run(served.nearest(query, 20))
     assert set(found.tolist()) == set(exact_top_k(content, query[None, :], 20)[0].tolist())
     np.testing.assert_allclose(scores, content[found] @ query, rtol=1e-5)
+
+
+@pytest.mark.parametrize("budget", [3_000, 700, 50])
+def test_exact_top_k_within_a_score_budget_equals_the_unbounded_search(budget):
+    """Fewer queries a block, or (past the budget) one query over spans of rows: same rows."""
+    rng = np.random.default_rng(9)
+    vectors = rng.normal(size=(500, 16)).astype(np.float32)
+    queries = rng.normal(size=(70, 16)).astype(np.float32)
+    unbounded = exact_top_k(vectors, queries, 40, budget=10**9)
+    bounded = exact_top_k(vectors, queries, 40, budget=budget)
+    assert bounded.shape == unbounded.shape == (70, 40)
+    for got, want in zip(bounded, unbounded, strict=True):
+        assert set(got.tolist()) == set(want.tolist())
