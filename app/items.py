@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from app.mapped_rows import MappedRows, VectorRows
+from app.text_columns import TextColumn
 
 DAY = 86_400.0
 COLUMNS = [
@@ -58,9 +59,9 @@ def _days(column: pa.ChunkedArray) -> np.ndarray:
 class ItemCatalog:
     ids: np.ndarray  # object array of str
     index: pd.Index
-    titles: np.ndarray
-    descriptions: np.ndarray
-    genres: list[list[str]]
+    titles: TextColumn
+    descriptions: TextColumn
+    genres: TextColumn  # a list of genre names per item
     genre_names: list[str]
     genre_matrix: np.ndarray  # (n, n_genres) bool
     series: np.ndarray  # int32 series code, -1 when none
@@ -77,6 +78,12 @@ class ItemCatalog:
     # upserted rows in memory (MappedRows). Read rows of it only: x[rows], np.take(x, rows, 0).
     content: VectorRows
     cf: np.ndarray  # (n, f) float32
+
+    def __post_init__(self) -> None:
+        # catalogs made in code (tests, tools) may give plain sequences
+        for name in ("titles", "descriptions", "genres"):
+            if not isinstance(getattr(self, name), TextColumn):
+                setattr(self, name, TextColumn(getattr(self, name)))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -103,12 +110,8 @@ class ItemCatalog:
         vectors in item_index order, when `rows` leaves out the column."""
         columns = COLUMNS if content is None else [c for c in COLUMNS if c != "content_vector"]
         arrow = rows.select(columns).sort_by("item_index")
-        genres = arrow["genres"].to_pylist()
-        genre_names = sorted({g for gs in genres for g in gs})
-        column = {g: i for i, g in enumerate(genre_names)}
-        genre_matrix = np.zeros((arrow.num_rows, len(genre_names)), dtype=bool)
-        for row, gs in enumerate(genres):
-            genre_matrix[row, [column[g] for g in gs]] = True
+        genres = TextColumn(arrow["genres"])
+        genre_names, genre_matrix = _genre_matrix(genres.values)
         series_codes, series_names = pd.factorize(
             pd.Series(arrow["series"].to_pylist(), dtype=object), use_na_sentinel=True
         )
@@ -119,8 +122,8 @@ class ItemCatalog:
         return cls(
             ids=ids,
             index=pd.Index(ids),
-            titles=np.asarray(arrow["title"].to_pylist(), dtype=object),
-            descriptions=np.asarray(arrow["description"].to_pylist(), dtype=object),
+            titles=TextColumn(arrow["title"]),
+            descriptions=TextColumn(arrow["description"]),
             genres=genres,
             genre_names=genre_names,
             genre_matrix=genre_matrix,
@@ -185,9 +188,7 @@ class ItemCatalog:
         genre_matrix[:n, : len(self.genre_names)] = self.genre_matrix
         genre_matrix[positions] = False
         column = {g: i for i, g in enumerate(genre_names)}
-        genres = list(self.genres) + [[] for _ in range(size - n)]
         for position, item_genres in zip(positions.tolist(), part.genres, strict=True):
-            genres[position] = item_genres
             genre_matrix[position, [column[g] for g in item_genres]] = True
 
         series_names = self.series_names + [
@@ -202,7 +203,9 @@ class ItemCatalog:
         special: dict[str, Any] = {
             "index": None,
             "content": _spread_content(self.content, part.content, positions, added),
-            "genres": genres,
+            "titles": self.titles.spread(part.titles, positions),
+            "descriptions": self.descriptions.spread(part.descriptions, positions),
+            "genres": self.genres.spread(part.genres, positions),
             "genre_names": genre_names,
             "genre_matrix": genre_matrix,
             "series": spread(self.series, part_series),
@@ -216,6 +219,19 @@ class ItemCatalog:
                 values[f.name] = spread(getattr(self, f.name), getattr(part, f.name))
         values["index"] = pd.Index(values["ids"])
         return ItemCatalog(**values)
+
+
+def _genre_matrix(genres: pa.Array) -> tuple[list[str], np.ndarray]:
+    """The genre names (sorted) and the (items, genres) membership of a list<string> column."""
+    lengths = pc.fill_null(pc.list_value_length(genres), 0).to_numpy(zero_copy_only=False)
+    values = pc.list_flatten(genres)
+    names = sorted(v for v in pc.unique(values).to_pylist() if v is not None)
+    matrix = np.zeros((len(genres), len(names)), dtype=bool)
+    codes = pc.index_in(values, value_set=pa.array(names, pa.string()))
+    known = pc.is_valid(codes).to_numpy(zero_copy_only=False)
+    rows = np.repeat(np.arange(len(genres)), lengths)
+    matrix[rows[known], codes.to_numpy(zero_copy_only=False)[known].astype(np.int64)] = True
+    return names, matrix
 
 
 def _spread_content(

@@ -247,7 +247,7 @@ async def _ann_with_upserts(db: Path, scratch: Path, count: int, seed: int) -> d
         return _pct(times)
 
     before = await latency()
-    texts = rng.permutation(np.asarray(items.descriptions, dtype=object))
+    texts = rng.permutation(items.descriptions.to_numpy())
     drafts = [
         ItemDraft(f"bench-new-{n}", f"New arrival {n}", str(texts[n % len(texts)] or ""))
         for n in range(count)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from app.items import ItemCatalog
 from app.mapped_rows import MappedRows
 from app.store import items_schema
+from app.text_columns import TextColumn
 
 CONTENT_DIM, CF_DIM = 4, 3
 GENRES = ["drama", "comedy", "horror", "noir", "anime"]
@@ -76,7 +77,7 @@ def same_catalog(a: ItemCatalog, b: ItemCatalog) -> None:
         value = getattr(a, f.name)
         if f.name in ("genres", "genre_names", "genre_matrix", "series", "series_names", "index"):
             continue
-        if value.dtype == object:
+        if isinstance(value, TextColumn) or value.dtype == object:
             assert list(value) == list(getattr(b, f.name)), f.name
         else:
             assert np.array_equal(value, getattr(b, f.name), equal_nan=True), f.name
