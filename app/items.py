@@ -109,7 +109,7 @@ class ItemCatalog:
         """A catalog of these items-table rows, in item_index order; `content`: their content
         vectors in item_index order, when `rows` leaves out the column."""
         columns = COLUMNS if content is None else [c for c in COLUMNS if c != "content_vector"]
-        arrow = rows.select(columns).sort_by("item_index")
+        arrow = _in_item_order(rows.select(columns))
         genres = TextColumn(arrow["genres"])
         genre_names, genre_matrix = _genre_matrix(genres.values)
         series_codes, series_names = pd.factorize(
@@ -219,6 +219,15 @@ class ItemCatalog:
                 values[f.name] = spread(getattr(self, f.name), getattr(part, f.name))
         values["index"] = pd.Index(values["ids"])
         return ItemCatalog(**values)
+
+
+def _in_item_order(rows: pa.Table) -> pa.Table:
+    """The rows by item_index. A version's table is written in that order and stays so until
+    items are upserted: sorting anyway would copy the whole table (several GB at 10M items)."""
+    index = rows["item_index"].to_numpy()
+    if len(index) < 2 or bool((index[1:] > index[:-1]).all()):
+        return rows
+    return rows.sort_by("item_index")
 
 
 def _genre_matrix(genres: pa.Array) -> tuple[list[str], np.ndarray]:

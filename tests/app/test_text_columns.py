@@ -33,3 +33,12 @@ def test_the_genre_matrix_of_a_list_column_with_empty_and_null_lists() -> None:
         [False, False, False],
         [False, True, True],
     ]
+
+
+def test_rows_already_in_item_order_are_not_copied_and_others_are_sorted() -> None:
+    from app.items import _in_item_order
+
+    ordered = pa.table({"item_index": [0, 1, 5], "title": ["a", "b", "c"]})
+    assert _in_item_order(ordered) is ordered
+    shuffled = pa.table({"item_index": [5, 0, 1], "title": ["c", "a", "b"]})
+    assert _in_item_order(shuffled)["title"].to_pylist() == ["a", "b", "c"]
