@@ -99,41 +99,44 @@ class MemoryBuckets:
         self._buckets = {k: b for k, b in self._buckets.items() if now - b[1] < refill}
 
 
-# KEYS[1]: the bucket; ARGV: cost, rate, burst. Time is Redis's, the same for every replica.
-# Returns the seconds to wait as a string (0 when taken). An idle bucket expires once it would
-# have refilled: an absent bucket is a full one.
-_TAKE = """
+# Both scripts: KEYS[1] is the bucket; ARGV[1] what is asked, ARGV[2] rate, ARGV[3] burst. Time
+# is Redis's, the same for every replica. An idle bucket expires once it would have refilled: an
+# absent bucket is a full one. `_REFILL` brings the bucket up to now; each script's middle takes
+# from `tokens`; `_STORE` writes it back.
+_REFILL = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local cost, rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local asked, rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local held = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local tokens = tonumber(held[1]) or burst
 local at = tonumber(held[2]) or now
 tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+"""
+_STORE = """
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens),
+           'at', string.format('%.6f', now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+"""
+# Takes `asked` tokens (the cost) or none; returns the seconds to wait as a string (0 if taken).
+_TAKE = (
+    _REFILL
+    + """
 local wait = 0
-if tokens >= cost then tokens = tokens - cost else wait = (cost - tokens) / rate end
-redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens),
-           'at', string.format('%.6f', now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
-return string.format('%.6f', wait)
+if tokens >= asked then tokens = tokens - asked else wait = (asked - tokens) / rate end
 """
-# KEYS[1]: the bucket; ARGV: wanted, rate, burst. Takes up to `wanted` whole tokens; returns
-# how many it took.
-_GRANT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local wanted, rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local held = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(held[1]) or burst
-local at = tonumber(held[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
-local granted = math.min(wanted, math.floor(tokens))
+    + _STORE
+    + "return string.format('%.6f', wait)\n"
+)
+# Takes up to `asked` whole tokens; returns how many it took.
+_GRANT = (
+    _REFILL
+    + """
+local granted = math.min(asked, math.floor(tokens))
 tokens = tokens - granted
-redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens),
-           'at', string.format('%.6f', now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
-return granted
 """
+    + _STORE
+    + "return granted\n"
+)
 
 
 class RedisBuckets:

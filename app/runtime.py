@@ -204,8 +204,9 @@ def _relations(path: Path, rows: int) -> dict[str, ItemRelations]:
     knn_file, knn_weights_file = RELATIONS["item_knn"]
     ease_file, ease_weights_file = RELATIONS["ease"]
     try:
-        neighbours = _array(path / knn_file, rows)
-        weights = _array(path / knn_weights_file, rows)
+        # (items, k) each, 4 GB together at 10M items: mapped, not read (see _array)
+        neighbours = _array(path / knn_file, rows, mapped=True)
+        weights = _array(path / knn_weights_file, rows, mapped=True)
         if neighbours is not None and weights is not None:
             found["item_knn"] = NeighbourRelations(neighbours, weights)
         covered = _array(path / ease_file)
@@ -223,12 +224,17 @@ def _relations(path: Path, rows: int) -> dict[str, ItemRelations]:
     return found
 
 
-def _array(path: Path, rows: int | None = None) -> np.ndarray | None:
-    """A model array of the version (numpy, never pickled), or None when the build made none."""
+def _array(path: Path, rows: int | None = None, mapped: bool = False) -> np.ndarray | None:
+    """A model array of the version (numpy, never pickled), or None when the build made none.
+
+    `mapped`: memory-mapped read-only instead of read. For arrays that grow with the catalog and
+    are read a few rows a request (the item neighbours): the pages a request touches come from
+    the page cache, which every worker and replica on the host shares, and the rest are never
+    read; a version directory is never written once published, so the mapping stays valid."""
     if not path.exists():
         return None
     try:
-        array = np.load(path, allow_pickle=False)
+        array = np.load(path, allow_pickle=False, mmap_mode="r" if mapped else None)
     except (OSError, ValueError) as exc:
         raise CatalogError(f"{path} is unreadable: {exc}") from exc
     # fewer rows than items is fine: items upserted after the build come last, unrelated

@@ -67,32 +67,47 @@ def _top_k_similar(
 
 
 def item_neighbours(
-    train: sp.csr_matrix, k: int, shrink: float, max_items: int = MAX_ITEMS
+    train: sp.csr_matrix,
+    k: int,
+    shrink: float,
+    max_items: int = MAX_ITEMS,
+    out: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(neighbours int32, scores float32), both (n_items, k), best first, -1/0 padded.
 
     Above `max_items` items, only the WIDEST_ITEMS items with the widest audiences have (and
-    are) neighbours."""
+    are) neighbours. `out`: the two (n_items, k) arrays to fill and return instead of new ones
+    (the build passes the version's files, memory-mapped: 4 GB at 10M items, mostly padding)."""
     n_items = train.shape[1]
+    neighbours, scores = out if out is not None else _padded(n_items, k)
+    if out is not None:
+        neighbours[:] = -1
+        scores[:] = 0.0
     if n_items <= max_items:
-        return _neighbours(train, k, shrink)
+        _fill(train, k, shrink, neighbours, scores, np.arange(n_items))
+        return neighbours, scores
     audience = np.diff(sp.csc_matrix(train).indptr)
     covered = np.sort(np.argsort(-audience, kind="stable")[: min(WIDEST_ITEMS, max_items)])
     covered = covered[audience[covered] > 0]
-    part, part_scores = _neighbours(sp.csr_matrix(train[:, covered]), k, shrink)
-    neighbours = np.full((n_items, k), -1, dtype=np.int32)
-    scores = np.zeros((n_items, k), dtype=np.float32)
-    neighbours[covered] = np.where(part >= 0, covered[part.clip(0)], -1)
-    scores[covered] = part_scores
+    _fill(sp.csr_matrix(train[:, covered]), k, shrink, neighbours, scores, covered)
     return neighbours, scores
 
 
-def _neighbours(train: sp.csr_matrix, k: int, shrink: float) -> tuple[np.ndarray, np.ndarray]:
+def _padded(n_items: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.full((n_items, k), -1, dtype=np.int32), np.zeros((n_items, k), dtype=np.float32)
+
+
+def _fill(
+    train: sp.csr_matrix,
+    k: int,
+    shrink: float,
+    neighbours: np.ndarray,
+    scores: np.ndarray,
+    items: np.ndarray,
+) -> None:
+    """The top-k neighbours among `train`'s columns, which are the catalog's `items`, written
+    into those items' rows as catalog item numbers."""
     rows, cols, vals = _top_k_similar(train, k, shrink)
-    n_items = train.shape[1]
-    neighbours = np.full((n_items, k), -1, dtype=np.int32)
-    scores = np.zeros((n_items, k), dtype=np.float32)
     rank = np.arange(len(cols)) - np.searchsorted(cols, cols, side="left")
-    neighbours[cols, rank] = rows
-    scores[cols, rank] = vals
-    return neighbours, scores
+    neighbours[items[cols], rank] = items[rows]
+    scores[items[cols], rank] = vals

@@ -13,8 +13,6 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
-
 from app.heap import release_free_memory
 
 STATUS = Path("/proc/self/status")
@@ -80,5 +78,4 @@ def hand_back() -> None:
     runtime (the ranker's training data), glibc and Arrow's allocator keep gigabytes of freed
     pieces for themselves, and the steps after it would run on top of them."""
     gc.collect()
-    pa.default_memory_pool().release_unused()
     release_free_memory()

@@ -81,3 +81,13 @@ def test_live_endorsements_add_to_the_batch_history() -> None:
     direct = fold.solve(np.array([1, 2, 30]), np.array([1.0, 3.0, 3.0]))
     assert combined is not None and np.allclose(combined, direct)
     assert History.empty().mass == 0.0 and history.mass == 3.0
+
+
+def test_the_gram_matrix_is_summed_a_block_of_rows_at_a_time() -> None:
+    """YtY for the fold-in's solve, without a float64 copy of every item's factors at once."""
+    from app.realtime.fold_in import _gram
+
+    factors = np.random.default_rng(3).standard_normal((1_000, 8)).astype(np.float32)
+    wide = factors.astype(np.float64)
+    np.testing.assert_allclose(_gram(factors, block=64), wide.T @ wide, rtol=1e-12)
+    assert _gram(factors[:0]).shape == (8, 8) and not _gram(factors[:0]).any()

@@ -154,3 +154,28 @@ def test_dense_anchors_are_the_strongest_contributors(seed, asked):
             continue
         strengths = [np.float32(weights[row[h], row[item]]) * np.float32(m) for h, m in in_table]
         assert anchor == in_table[int(np.argmax(strengths))][0]
+
+
+def test_a_served_version_maps_its_item_neighbours_and_reads_the_same_affinities(built_catalog):
+    """The neighbour arrays grow with the catalog (4 GB at 10M items): serving maps them
+    read-only instead of reading them, and answers exactly as from the arrays read whole."""
+    import asyncio
+
+    from app.runtime import Runtime
+    from app.store import RELATIONS
+
+    runtime = asyncio.run(Runtime.open(built_catalog))
+    mapped = runtime.relations["item_knn"]
+    assert isinstance(mapped, NeighbourRelations)
+    assert isinstance(mapped.neighbours, np.memmap) and not mapped.neighbours.flags.writeable
+    assert isinstance(mapped.weights, np.memmap) and not mapped.weights.flags.writeable
+    assert not isinstance(runtime.relations["ease"].weights, np.memmap)  # bounded: read whole
+    files = [runtime.path / name for name in RELATIONS["item_knn"]]
+    read = NeighbourRelations(*(np.load(f, allow_pickle=False) for f in files))
+    history = np.flatnonzero((read.neighbours >= 0).any(axis=1))[:40]
+    weights = np.linspace(1.0, 2.0, len(history))
+    got, want = mapped.affinity(history, weights), read.affinity(history, weights)
+    assert len(want.items) > 0
+    np.testing.assert_array_equal(got.items, want.items)
+    np.testing.assert_array_equal(got.scores, want.scores)
+    np.testing.assert_array_equal(got.anchors(got.items), want.anchors(want.items))

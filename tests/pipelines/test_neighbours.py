@@ -29,3 +29,24 @@ def test_large_catalogs_get_neighbours_among_their_widest_audiences(
     # within max_items, every item is covered, as before
     small, _ = item_neighbours(train, k=2, shrink=0.0, max_items=8)
     assert small[0, 0] in (1, 3) and small[1, 0] == 3
+
+
+@pytest.mark.parametrize("max_items", [5, 8])
+def test_neighbours_fill_the_arrays_given_as_they_would_new_ones(
+    monkeypatch: pytest.MonkeyPatch, tmp_path, max_items: int
+) -> None:
+    """The build passes memory-mapped files (`out`): dirty ones come back exactly as new arrays
+    would, for the catalog-wide and the widest-audience paths alike."""
+    monkeypatch.setattr(neighbours, "WIDEST_ITEMS", 4)
+    rng = np.random.default_rng(5)
+    train = sp.csr_matrix((rng.random((12, 8)) < 0.4).astype(np.float32))
+    want, want_scores = item_neighbours(train, k=3, shrink=1.0, max_items=max_items)
+    found = np.lib.format.open_memmap(tmp_path / "n.npy", "w+", np.int32, (8, 3))
+    scores = np.lib.format.open_memmap(tmp_path / "s.npy", "w+", np.float32, (8, 3))
+    found[:] = 7  # stale values must not survive
+    scores[:] = 9.0
+    got, got_scores = item_neighbours(train, 3, 1.0, max_items=max_items, out=(found, scores))
+    assert got is found and got_scores is scores
+    np.testing.assert_array_equal(found, want)
+    np.testing.assert_array_equal(scores, want_scores)
+    assert (want >= 0).any() and (want == -1).any()
