@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from app.mapped_rows import MappedRows, VectorRows
+from app.mapped_rows import MappedRows, RowGather, VectorRows
 from app.text_columns import TextColumn
 
 DAY = 86_400.0
@@ -77,7 +77,9 @@ class ItemCatalog:
     # (n, d) float32, L2-normalised: in memory, mapped read-only (np.memmap), or mapped with
     # upserted rows in memory (MappedRows). Read rows of it only: x[rows], np.take(x, rows, 0).
     content: VectorRows
-    cf: np.ndarray  # (n, f) float32
+    # (n, f) float32: in memory, or read through the CF search's norm-ordered copy
+    # (ReorderedRows, set by the runtime); read rows of it only, as of `content`
+    cf: VectorRows
 
     def __post_init__(self) -> None:
         # catalogs made in code (tests, tools) may give plain sequences
@@ -202,7 +204,8 @@ class ItemCatalog:
 
         special: dict[str, Any] = {
             "index": None,
-            "content": _spread_content(self.content, part.content, positions, added),
+            "content": _spread_rows(self.content, part.content, positions, added),
+            "cf": _spread_rows(self.cf, part.cf, positions, added),
             "titles": self.titles.spread(part.titles, positions),
             "descriptions": self.descriptions.spread(part.descriptions, positions),
             "genres": self.genres.spread(part.genres, positions),
@@ -243,15 +246,16 @@ def _genre_matrix(genres: pa.Array) -> tuple[list[str], np.ndarray]:
     return names, matrix
 
 
-def _spread_content(
+def _spread_rows(
     old: VectorRows, new: VectorRows, positions: np.ndarray, added: np.ndarray
 ) -> VectorRows:
-    """`with_rows` for the content vectors: a mapped matrix stays mapped, the changed rows held
-    beside it (a concatenation would read the whole file into memory, and the file is shared
-    by every process serving the version: never written)."""
+    """`with_rows` for a vector matrix read by rows (the content vectors, the CF factors): a
+    mapped or reordered one stays so, the changed rows held beside it (a concatenation would
+    read the whole file into memory, and the file is shared by every process serving the
+    version: never written)."""
     assert isinstance(new, np.ndarray)  # rows decoded from the table (ItemCatalog.from_arrow)
     rows = np.asarray(new, dtype=np.float32)
-    if isinstance(old, MappedRows | np.memmap):
+    if isinstance(old, RowGather | np.memmap):
         return MappedRows.of(old).with_rows(positions, rows)
     out = np.concatenate([old, rows[added]]) if added.any() else old.copy()
     out[positions[~added]] = rows[~added]

@@ -18,12 +18,72 @@ from typing import Any, TypeAlias
 import numpy as np
 
 
-class MappedRows:
-    """A read-only (n, d) float32 matrix: `base` with the rows `positions` taken from `rows`."""
+class RowGather:
+    """What the request path uses of an (n, d) float32 array, for matrices that are read by
+    gathering rows only: `len`, `shape`, `dtype`, `ndim`, indexing by an int, an int or bool
+    array or a slice (always a gathered copy), and `take(..., axis=0)` so that
+    `np.take(x, rows, axis=0)` works. Subclasses give `_gather` (rows by non-negative int64)."""
 
     ndim = 2
+    _len: int
+    _width: int
 
-    def __init__(self, base: np.ndarray, positions: np.ndarray, rows: np.ndarray) -> None:
+    def _gather(self, rows: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return self._len
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self._len, self._width)
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return np.dtype(np.float32)
+
+    def take(
+        self, indices: Any, axis: int | None = 0, out: np.ndarray | None = None, mode: str = "raise"
+    ) -> np.ndarray:
+        """Rows `indices` (any int array shape: the result has that shape plus (d,))."""
+        if axis != 0 or mode != "raise":
+            raise NotImplementedError(f"{type(self).__name__} gathers rows: axis=0, mode='raise'")
+        idx = np.asarray(indices)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        flat = idx.astype(np.int64).ravel()
+        if len(flat) and (flat.min() < -self._len or flat.max() >= self._len):
+            raise IndexError(f"row index out of range for {self._len} rows")
+        flat = np.where(flat < 0, flat + self._len, flat)
+        result = self._gather(flat).reshape((*idx.shape, self._width))
+        if out is not None:
+            out[...] = result
+            return out
+        return result
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, tuple):
+            first, *rest = key  # rows first; the rest indexes within each gathered vector
+            return self[first][(Ellipsis, *rest)]
+        if isinstance(key, slice):
+            return self.take(np.arange(*key.indices(self._len)))
+        if isinstance(key, int | np.integer):
+            return self.take(np.array([key]))[0]
+        return self.take(key)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        raise TypeError(
+            f"{type(self).__name__} is not turned into a whole array (a copy of every row): "
+            "gather rows with [rows] or np.take(x, rows, axis=0)"
+        )
+
+
+class MappedRows(RowGather):
+    """A read-only (n, d) float32 matrix: `base` with the rows `positions` taken from `rows`."""
+
+    def __init__(
+        self, base: np.ndarray | RowGather, positions: np.ndarray, rows: np.ndarray
+    ) -> None:
         order = np.argsort(positions, kind="stable")
         self.base = base
         self.positions = np.asarray(positions, dtype=np.int64)[order]
@@ -35,9 +95,10 @@ class MappedRows:
         if len(np.unique(self.positions)) != len(self.positions):
             raise ValueError("a row is given twice")
         self._len = len(base) + len(appended)
+        self._width = int(base.shape[1])
 
     @classmethod
-    def of(cls, matrix: np.ndarray | MappedRows) -> MappedRows:
+    def of(cls, matrix: np.ndarray | RowGather) -> MappedRows:
         if isinstance(matrix, MappedRows):
             return matrix
         return cls(matrix, np.zeros(0, dtype=np.int64), np.zeros((0, matrix.shape[1]), np.float32))
@@ -53,59 +114,34 @@ class MappedRows:
             np.concatenate([self.rows[kept], np.asarray(rows, dtype=np.float32)]),
         )
 
-    def __len__(self) -> int:
-        return self._len
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (self._len, int(self.base.shape[1]))
-
-    @property
-    def dtype(self) -> np.dtype[Any]:
-        return np.dtype(np.float32)
-
-    def take(
-        self, indices: Any, axis: int | None = 0, out: np.ndarray | None = None, mode: str = "raise"
-    ) -> np.ndarray:
-        """Rows `indices` (any int array shape: the result has that shape plus (d,))."""
-        if axis != 0 or mode != "raise":
-            raise NotImplementedError("MappedRows gathers rows: axis=0, mode='raise'")
-        idx = np.asarray(indices)
-        if idx.dtype == bool:
-            idx = np.flatnonzero(idx)
-        flat = idx.astype(np.int64).ravel()
-        if len(flat) and (flat.min() < -self._len or flat.max() >= self._len):
-            raise IndexError(f"row index out of range for {self._len} rows")
-        flat = np.where(flat < 0, flat + self._len, flat)
-        result = np.empty((len(flat), self.shape[1]), dtype=np.float32)
-        at = np.searchsorted(self.positions, flat)
+    def _gather(self, rows: np.ndarray) -> np.ndarray:
+        result = np.empty((len(rows), self._width), dtype=np.float32)
+        at = np.searchsorted(self.positions, rows)
         inside = at < len(self.positions)
-        mine = np.zeros(len(flat), dtype=bool)
-        mine[inside] = self.positions[at[inside]] == flat[inside]
+        mine = np.zeros(len(rows), dtype=bool)
+        mine[inside] = self.positions[at[inside]] == rows[inside]
         result[mine] = self.rows[at[mine]]
-        result[~mine] = self.base[flat[~mine]]
-        result = result.reshape((*idx.shape, self.shape[1]))
-        if out is not None:
-            out[...] = result
-            return out
+        result[~mine] = self.base[rows[~mine]]
         return result
 
-    def __getitem__(self, key: Any) -> np.ndarray:
-        if isinstance(key, tuple):
-            first, *rest = key
-            return self[first][(slice(None), *rest)] if np.ndim(first) else self[first][tuple(rest)]
-        if isinstance(key, slice):
-            return self.take(np.arange(*key.indices(self._len)))
-        if isinstance(key, int | np.integer):
-            return self.take(np.array([key]))[0]
-        return self.take(key)
 
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        raise TypeError(
-            "MappedRows is not turned into a whole array (it would read the mapped file into "
-            "memory): gather rows with [rows] or np.take(x, rows, axis=0)"
-        )
+class ReorderedRows(RowGather):
+    """Rows held in another order: row i is `base[position[i]]`. The CF factors are kept this
+    way by the norm-ordered search's own sorted copy (`NormOrderedSearch.by_item`), so the
+    catalog does not hold a second copy in item order (2.4 GB at 10M items)."""
+
+    def __init__(self, base: np.ndarray, position: np.ndarray) -> None:
+        if len(position) != len(base):
+            raise ValueError(f"{len(position)} positions for {len(base)} rows")
+        self.base = base
+        self.position = np.asarray(position, dtype=np.int64)
+        self._len = len(base)
+        self._width = int(base.shape[1])
+
+    def _gather(self, rows: np.ndarray) -> np.ndarray:
+        return np.take(self.base, self.position[rows], axis=0)
 
 
-# A matrix of vectors read by rows: in memory, mapped (np.memmap) or mapped with rows beside it.
-VectorRows: TypeAlias = np.ndarray | MappedRows
+# A matrix of vectors read by rows: in memory, mapped (np.memmap), mapped with rows beside it,
+# or kept in another order.
+VectorRows: TypeAlias = np.ndarray | RowGather

@@ -15,6 +15,7 @@ import numpy as np
 from app.candidates.ann import VectorIndex, memory_search
 from app.candidates.fusion import Fusion, ReciprocalRank
 from app.candidates.fusion import from_manifest as fusion_from_manifest
+from app.candidates.memory_search import InMemorySearch, NormOrderedSearch
 from app.candidates.partitioned_search import KIND as PARTITIONED
 from app.candidates.partitioned_search import Partitions
 from app.contributions import TreeContributions
@@ -82,6 +83,7 @@ class Runtime:
             )
 
         cf_parts, content_parts, cf_memory, content_memory = await asyncio.to_thread(searches)
+        items = _cf_from_search(items, cf_memory)
         return cls(
             version=catalog.manifest.version,
             path=catalog.path,
@@ -130,12 +132,21 @@ class Runtime:
         )
         return dataclasses.replace(
             self,
-            items=items,
+            items=_cf_from_search(items, cf_memory),
             cf_index=dataclasses.replace(self.cf_index, table=table, memory=cf_memory),
             content_index=dataclasses.replace(
                 self.content_index, table=table, memory=content_memory
             ),
         )
+
+
+def _cf_from_search(items: ItemCatalog, search: InMemorySearch | None) -> ItemCatalog:
+    """The catalog reading its CF factors from the norm-ordered search's sorted copy of them,
+    when there is one: the catalog's own copy in item order goes (2.4 GB at 10M items)."""
+    if not isinstance(search, NormOrderedSearch):
+        return items
+    by_item = search.by_item()
+    return items if by_item is None else dataclasses.replace(items, cf=by_item)
 
 
 async def open_items_table(path: Path) -> Any:

@@ -203,7 +203,7 @@ async def _fold_in_quality(db: Path, users: int, seed: int) -> dict[str, Any]:
         vector = fold.solve(first, np.ones(len(first)))
         if vector is None:
             continue
-        scores = runtime.items.cf @ vector
+        scores = np.take(runtime.items.cf, np.arange(len(runtime.items)), axis=0) @ vector
         scores[first] = -np.inf
         top = set(np.argpartition(-scores, 100)[:100].tolist())
         fold_hits += len(top & rest) / min(len(rest), 100)

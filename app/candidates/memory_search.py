@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from app.mapped_rows import VectorRows
+from app.mapped_rows import ReorderedRows, VectorRows
 
 FIRST_CHUNK = 4  # times k rows in the first chunk; each next chunk is twice as large
 MAX_CHUNK = 1 << 17
@@ -84,6 +84,7 @@ class NormOrderedSearch(InMemorySearch):
     def __init__(self, vectors: VectorRows, max_rows: int | None = None) -> None:
         super().__init__()
         norms = row_norms(vectors)
+        self.rows_given = len(vectors)
         order = np.argsort(-norms, kind="stable")
         if max_rows is not None:
             order = order[:max_rows]
@@ -95,6 +96,15 @@ class NormOrderedSearch(InMemorySearch):
             self.vectors[start : start + len(rows)] = vectors[rows]
         self.norms = norms[self.order].astype(np.float32)
         self._descending = -self.norms  # ascending, for searchsorted
+
+    def by_item(self) -> ReorderedRows | None:
+        """Its sorted copy read in item order: every vector it was given, without a second copy
+        of them (None when `max_rows` left some out)."""
+        if len(self.order) != len(self.vectors) or len(self.order) != self.rows_given:
+            return None
+        position = np.empty(len(self.order), dtype=np.int64)
+        position[self.order] = np.arange(len(self.order))
+        return ReorderedRows(self.vectors, position)
 
     def _nearest(
         self,

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 
 from app.deadlines import Fault, inject
 from app.items import ItemCatalog
+from app.mapped_rows import ReorderedRows, VectorRows
 
 HISTORY_FAULT = "events:history"  # test-only fault injection into the batch history read
 
@@ -47,7 +48,7 @@ class History:
 class FoldIn:
     def __init__(
         self,
-        item_factors: np.ndarray,
+        item_factors: VectorRows,
         in_cf: np.ndarray,
         *,
         alpha: float,
@@ -55,9 +56,9 @@ class FoldIn:
         events: Any | None = None,
         faults: Mapping[str, Fault] | None = None,
     ) -> None:
-        # the catalog's own float32 rows (no float64 copy: 0.5 GB at 1M items); a solve widens
-        # the few rows it reads
-        self.factors = np.asarray(item_factors, dtype=np.float32)
+        # the catalog's own float32 rows, read by rows (no copy: 0.5 GB at 1M items as float64);
+        # a solve widens the few rows it reads
+        self.factors = item_factors
         self.in_cf = np.asarray(in_cf, dtype=bool)
         self.alpha = alpha
         self.regularization = regularization
@@ -137,9 +138,11 @@ class FoldIn:
         return History(index[keep], np.asarray(weights, dtype=np.float64)[keep])
 
 
-def _gram(factors: np.ndarray, block: int = 65_536) -> np.ndarray:
+def _gram(factors: VectorRows, block: int = 65_536) -> np.ndarray:
     """YtY in float64, a block of rows at a time: a float64 copy of all the factors at once
     would be twice the catalog's CF matrix (5 GB at 10M items) for a (dim, dim) result."""
+    if isinstance(factors, ReorderedRows):
+        factors = factors.base  # the same rows in another order: the same sum
     dim = factors.shape[1]
     total = np.zeros((dim, dim), dtype=np.float64)
     for start in range(0, len(factors), block):

@@ -155,3 +155,41 @@ def test_live_rows_keep_the_vectors() -> None:
     stored = np.asarray(rows["content_vector"].to_pylist(), dtype=np.float32)
     assert np.allclose(stored, vectors)
     assert rows["released"].type == pa.date32()
+
+
+async def test_cf_factors_are_read_through_the_norm_ordered_search_before_and_after_upserts(
+    tmp_path,
+) -> None:
+    """With an in-memory CF search, the catalog keeps no CF copy of its own: its rows are the
+    search's norm-ordered copy read by item, also once items are upserted (the new rows come
+    from the table: an item added while serving has no factors)."""
+    import dataclasses
+
+    from app.candidates.memory_search import NormOrderedSearch
+    from app.mapped_rows import ReorderedRows
+    from app.runtime import _cf_from_search
+
+    built = await version(tmp_path / "v1", 50)
+    in_item_order = np.asarray(built.items.cf)
+    memory = NormOrderedSearch(built.items.cf)
+    old = dataclasses.replace(
+        built,
+        items=_cf_from_search(built.items, memory),
+        cf_index=dataclasses.replace(built.cf_index, search={"memory": 1}, memory=memory),
+    )
+    assert isinstance(old.items.cf, ReorderedRows) and old.items.cf.base is memory.vectors
+    np.testing.assert_array_equal(old.items.cf[:], in_item_order)
+    np.testing.assert_array_equal(np.take(old.items.cf, [7, 3], axis=0), in_item_order[[7, 3]])
+
+    items = await upserts(tmp_path)
+    drafts, vectors = drafts_and_vectors(["n1", "n2"])
+    new, inserted, _ = await items.apply(old, await items.record(drafts, vectors))
+    assert inserted == ["n1", "n2"]
+    table = await open_items_table(new.path)
+    fresh = ItemCatalog.from_arrow(await table.to_arrow())
+    assert isinstance(new.items.cf, ReorderedRows)
+    assert new.items.cf.base is new.cf_index.memory.vectors  # type: ignore[union-attr]
+    np.testing.assert_array_equal(new.items.cf[:], np.asarray(fresh.cf))
+    found, _ = await new.cf_index.nearest(in_item_order[5], 3)
+    assert found.tolist() == np.argsort(-(np.asarray(fresh.cf) @ in_item_order[5]))[:3].tolist()
+    np.testing.assert_array_equal(old.items.cf[:], in_item_order)  # the old view is untouched

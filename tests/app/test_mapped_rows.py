@@ -81,3 +81,25 @@ def test_in_memory_searches_take_it_without_a_whole_array(tmp_path: Path) -> Non
         want, want_scores, _ = search_over(plain).nearest(query, 10)
         np.testing.assert_array_equal(found, want)
         np.testing.assert_allclose(scores, want_scores, rtol=1e-6)
+
+
+def test_reordered_rows_read_as_the_matrix_in_item_order() -> None:
+    from app.mapped_rows import ReorderedRows
+
+    matrix = np.random.default_rng(1).normal(size=(40, 4)).astype(np.float32)
+    order = np.random.default_rng(2).permutation(40)
+    position = np.empty(40, dtype=np.int64)
+    position[order] = np.arange(40)
+    rows = ReorderedRows(matrix[order], position)
+    assert len(rows) == 40 and rows.shape == (40, 4) and rows.dtype == np.float32
+    np.testing.assert_array_equal(rows[:], matrix)
+    np.testing.assert_array_equal(rows[5], matrix[5])
+    np.testing.assert_array_equal(rows[-1], matrix[-1])
+    np.testing.assert_array_equal(rows[[3, 3, 0]], matrix[[3, 3, 0]])
+    np.testing.assert_array_equal(np.take(rows, np.array([[1, 2]]), axis=0), matrix[[[1, 2]]])
+    np.testing.assert_array_equal(rows[matrix[:, 0] > 0], matrix[matrix[:, 0] > 0])
+    np.testing.assert_array_equal(rows[2:9:3, 1], matrix[2:9:3, 1])
+    with pytest.raises(TypeError):
+        np.asarray(rows)
+    with pytest.raises(IndexError):
+        rows[40]

@@ -41,8 +41,8 @@ def test_ann_recall_at_1000_reaches_095(indexed_catalog: Path) -> None:
         users = rng.choice(len(runtime.users), size=60, replace=False)
         recall = {}
         for index, items, queries in (
-            (runtime.cf_index, runtime.items.cf, runtime.users.cf[users]),
-            (runtime.content_index, runtime.items.content, runtime.users.content[users]),
+            (runtime.cf_index, runtime.items.cf[:], runtime.users.cf[users]),
+            (runtime.content_index, runtime.items.content[:], runtime.users.content[users]),
         ):
             truth = exact_top_k(items, queries, K)
             found = [set((await index.nearest(q, K))[0].tolist()) for q in queries]
