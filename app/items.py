@@ -91,23 +91,33 @@ class ItemCatalog:
         return len(self.ids)
 
     @classmethod
-    def from_table(cls, table: Any, content_file: Path | None = None) -> ItemCatalog:
+    def from_table(
+        cls, table: Any, content_file: Path | None = None, table_version: int | None = None
+    ) -> ItemCatalog:
         """The items table's rows; the content vectors mapped from `content_file` if given (the
-        table's column is then not read), else decoded from the column."""
+        table's column is then not read whole), else decoded from the column.
+
+        Items upserted while serving change the version's table, not its file: when the table
+        is no longer at `table_version` (the build's last, from the manifest), its column is
+        read a batch at a time and the rows that differ from the file or come after it are
+        held beside it (MappedRows)."""
         if content_file is None:
             return cls.from_arrow(table.to_arrow())
         columns = [c for c in COLUMNS if c != "content_vector"]
         rows = table.search().select(columns).limit(None).to_arrow()
-        content = np.load(content_file, mmap_mode="r", allow_pickle=False)
-        if content.ndim != 2 or content.dtype != np.float32 or len(content) != rows.num_rows:
+        mapped = np.load(content_file, mmap_mode="r", allow_pickle=False)
+        content: VectorRows = mapped
+        if content.ndim != 2 or content.dtype != np.float32 or len(content) > rows.num_rows:
             raise ValueError(
                 f"{content_file.name} holds {content.dtype} {content.shape} for "
                 f"{rows.num_rows} items"
             )
+        if len(content) < rows.num_rows or table_version != table.version:
+            content = _with_table_rows(table, mapped)
         return cls.from_arrow(rows, content)
 
     @classmethod
-    def from_arrow(cls, rows: pa.Table, content: np.ndarray | None = None) -> ItemCatalog:
+    def from_arrow(cls, rows: pa.Table, content: VectorRows | None = None) -> ItemCatalog:
         """A catalog of these items-table rows, in item_index order; `content`: their content
         vectors in item_index order, when `rows` leaves out the column."""
         columns = COLUMNS if content is None else [c for c in COLUMNS if c != "content_vector"]
@@ -244,6 +254,26 @@ def _genre_matrix(genres: pa.Array) -> tuple[list[str], np.ndarray]:
     rows = np.repeat(np.arange(len(genres)), lengths)
     matrix[rows[known], codes.to_numpy(zero_copy_only=False)[known].astype(np.int64)] = True
     return names, matrix
+
+
+def _with_table_rows(table: Any, base: np.ndarray, batch_rows: int = 65_536) -> VectorRows:
+    """`base` (the version's file) with the rows where the table's column differs from it."""
+    positions, rows = [], []
+    query = table.search().select(["item_index", "content_vector"]).limit(None)
+    for batch in query.to_batches(batch_rows):
+        index = batch.column(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        column = batch.column(1)
+        vectors = np.asarray(
+            column.flatten().to_numpy(zero_copy_only=False), dtype=np.float32
+        ).reshape(len(column), -1)
+        differs = index >= len(base)
+        inside = np.flatnonzero(~differs)
+        differs[inside] = np.any(vectors[inside] != base[index[inside]], axis=1)
+        positions.append(index[differs])
+        rows.append(vectors[differs])
+    if not any(len(p) for p in positions):
+        return base
+    return MappedRows(base, np.concatenate(positions), np.concatenate(rows))
 
 
 def _spread_rows(

@@ -163,7 +163,9 @@ def _read_models(
     _check_model_files(catalog)
     content_file = catalog.manifest.content_file
     items = ItemCatalog.from_table(
-        catalog.table(ITEMS), catalog.path / content_file if content_file else None
+        catalog.table(ITEMS),
+        catalog.path / content_file if content_file else None,
+        catalog.manifest.items_table_version,
     )
     users = UserProfiles.from_table(catalog.table(USERS), items)
     relations = _relations(catalog.path, len(items))

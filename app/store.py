@@ -141,6 +141,11 @@ class Manifest(BaseModel):
         description="The content vectors as a .npy file (CONTENT_FILE); None: a version built "
         "before there was one, whose vectors are read from the items table.",
     )
+    items_table_version: int | None = Field(
+        None,
+        description="The items table's version when the build ended: a table past it holds "
+        "upserted items, whose vectors the content file lacks.",
+    )
     cf: dict[str, Any]
     cf_dim: int
     reference_time: int = Field(description="Unix seconds of the newest training event.")

@@ -480,6 +480,7 @@ def _build_version(
         text_model=text_model,
         content_dim=int(vectors.shape[1]),
         content_file=CONTENT_FILE,
+        items_table_version=int(items_table.version),
         cf={"algorithm": cf.algorithm, "measurements": cf.measurements, "params": cf.params},
         cf_dim=int(cf.item_factors.shape[1]),
         reference_time=reference_time,

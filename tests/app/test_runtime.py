@@ -14,6 +14,11 @@ import pytest
 from app.domain import RecommendationRequest
 from app.engine import Engine
 from app.errors import CatalogError
+from app.items import ItemCatalog
+from app.mapped_rows import MappedRows
+from app.realtime.item_upserts import ItemUpserts
+from app.realtime.live_store import LiveDatabase
+from app.realtime.records import ItemDraft
 from app.runtime import Runtime
 from app.settings import Settings
 from app.store import CONTENT_FILE, CatalogRoot, write_manifest
@@ -88,3 +93,37 @@ def test_a_version_lacking_its_listed_content_file_is_refused(
     (CatalogRoot(root).open().path / CONTENT_FILE).unlink()
     with pytest.raises(CatalogError, match=CONTENT_FILE.replace(".", r"\.")):
         asyncio.run(Runtime.open(root))
+
+
+async def test_items_upserted_into_the_table_are_read_beside_the_file(
+    built_catalog: Path, tmp_path: Path
+) -> None:
+    """Upserts change the version's table, never its file: a runtime opened afterwards (a
+    restart, another replica) reads the changed and appended rows from the table."""
+    root = tmp_path / "upserted.lancedb"
+    shutil.copytree(built_catalog, root, ignore=shutil.ignore_patterns("live"))
+    runtime = await Runtime.open(root)
+    assert runtime.manifest.items_table_version == CatalogRoot(root).open().table("items").version
+    file = runtime.path / CONTENT_FILE
+    before = file.read_bytes()
+    dim = runtime.manifest.content_dim
+    vectors = np.random.default_rng(5).normal(size=(2, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    changed = str(runtime.items.ids[5])
+    drafts = [ItemDraft(changed, "Changed"), ItemDraft("brand-new", "Brand New")]
+    upserts = ItemUpserts(await LiveDatabase.open(CatalogRoot(root).live_dir), "m", 1, 8)
+    served, inserted, updated = await upserts.apply(runtime, await upserts.record(drafts, vectors))
+    assert inserted == ["brand-new"] and updated == [changed]
+    n = len(runtime.items)
+
+    reopened = await Runtime.open(root)
+    content = reopened.items.content
+    assert isinstance(content, MappedRows) and len(content) == n + 1
+    decoded = ItemCatalog.from_table(CatalogRoot(root).open().table("items")).content
+    every = np.arange(n + 1)
+    np.testing.assert_array_equal(content[every], decoded)
+    np.testing.assert_array_equal(content[[5, n]], vectors)
+    np.testing.assert_array_equal(served.items.content[every], decoded)
+    assert file.read_bytes() == before
+    built = np.load(file)
+    np.testing.assert_array_equal(runtime.items.content[4:6], built[4:6])  # the old view
