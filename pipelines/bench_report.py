@@ -31,9 +31,19 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {job} | {catalog[job]['seconds']} | {catalog[job]['peak_rss_mib']} |")
         else:
             lines.append(f"| {job} | (reused) | |")
-    lines += ["", "Build steps:", "", "| step | seconds | rows |", "|---|---:|---:|"]
+    lines += [
+        "",
+        "Build steps (peak RSS, and of it the process's own memory: RSS without the pages of "
+        "mapped files such as the content vectors, which the kernel drops under pressure):",
+        "",
+        "| step | seconds | rows | peak RSS MiB | own MiB |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for step in catalog["build_steps"]:
-        lines.append(f"| {step['name']} | {step['seconds']} | {step['rows']:,} |")
+        lines.append(
+            f"| {step['name']} | {step['seconds']} | {step['rows']:,} "
+            f"| {step.get('peak_rss_mib', 0.0):,.0f} | {step.get('peak_anon_mib', 0.0):,.0f} |"
+        )
     lines += ["", "**(a) Served latency, in-process, sequential**", ""]
     lines.append(latency_markdown(report["latency"]))
     lines += ["", latency_markdown(report["latency_explain"]), ""]

@@ -66,6 +66,7 @@ def prepare(
             "seconds": round(s["seconds"], 1),
             "rows": s.get("rows", 0),
             "peak_rss_mib": s.get("peak_rss_mib", 0.0),
+            "peak_anon_mib": s.get("peak_anon_mib", 0.0),
         }
         for s in manifest.steps
     ]

@@ -198,6 +198,7 @@ def build_catalog(
             "rows": 0,
             "seconds": time.time() - started,
             "peak_rss_mib": reporter.peak_rss_mib(),
+            "peak_anon_mib": max((t.peak_anon_mib for t in reporter.timings), default=0.0),
         }
     )
     write_manifest(path, manifest)

@@ -21,10 +21,14 @@ SAMPLE_SECONDS = 0.1
 
 @dataclass(frozen=True)
 class Resident:
-    """The process's resident set now (`rss`) and its high-water mark so far (`hwm`), in MiB."""
+    """The process's resident set now (`rss`) and its high-water mark so far (`hwm`), in MiB;
+    `anon`: the part of `rss` that is the process's own memory (RssAnon), without the pages of
+    mapped files (RssFile: the content vectors' `.npy`, read by page, which the kernel drops
+    under pressure and every process mapping the file shares)."""
 
     rss: float
     hwm: float
+    anon: float = 0.0
 
 
 def resident() -> Resident:
@@ -35,14 +39,18 @@ def resident() -> Resident:
     kib = {
         key: float(rest.split()[0])
         for key, _, rest in (line.partition(":") for line in lines)
-        if key in ("VmRSS", "VmHWM")
+        if key in ("VmRSS", "VmHWM", "RssAnon")
     }
-    return Resident(kib.get("VmRSS", 0.0) / 1024, kib.get("VmHWM", 0.0) / 1024)
+    return Resident(
+        kib.get("VmRSS", 0.0) / 1024, kib.get("VmHWM", 0.0) / 1024, kib.get("RssAnon", 0.0) / 1024
+    )
 
 
 class PeakResident:
     """Within `with PeakResident() as peak:`, samples the resident set; afterwards `peak.mib`
-    is the most the process held during the block and `peak.end_mib` what it held at its end."""
+    is the most the process held during the block and `peak.end_mib` what it held at its end;
+    `peak.anon_mib` the most of its own memory (RssAnon) sampled, without mapped files' pages
+    (the kernel keeps no high-water mark of it: a spike shorter than a sample can be missed)."""
 
     def __init__(self, every: float = SAMPLE_SECONDS) -> None:
         self._every = every
@@ -50,16 +58,21 @@ class PeakResident:
         self._thread = threading.Thread(target=self._sample, name="peak-resident", daemon=True)
         self._start = resident()
         self._sampled = self._start.rss
+        self._anon = self._start.anon
         self.mib = 0.0
         self.end_mib = 0.0
+        self.anon_mib = 0.0
 
     def _sample(self) -> None:
         while not self._stop.wait(self._every):
-            self._sampled = max(self._sampled, resident().rss)
+            now = resident()
+            self._sampled = max(self._sampled, now.rss)
+            self._anon = max(self._anon, now.anon)
 
     def __enter__(self) -> PeakResident:
         self._start = resident()
         self._sampled = self._start.rss
+        self._anon = self._start.anon
         self._thread.start()
         return self
 
@@ -71,6 +84,7 @@ class PeakResident:
         # A new high-water mark was set during the block: that mark is the block's exact peak.
         raised = end.hwm > self._start.hwm
         self.mib = max(self._sampled, end.rss, end.hwm if raised else 0.0)
+        self.anon_mib = max(self._anon, end.anon)
 
 
 def hand_back() -> None:

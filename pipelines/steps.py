@@ -47,6 +47,7 @@ class StepTiming:
     note: str = ""
     peak_rss_mib: float = 0.0  # the most the process held during the step
     rss_mib: float = 0.0  # what it held when the step ended
+    peak_anon_mib: float = 0.0  # the most of its own memory, mapped files' pages left out
 
 
 @dataclass
@@ -65,14 +66,20 @@ class Reporter:
         seconds = time.perf_counter() - started
         self.timings.append(
             StepTiming(
-                name, step.rows, seconds, step.note, round(peak.mib, 1), round(peak.end_mib, 1)
+                name,
+                step.rows,
+                seconds,
+                step.note,
+                round(peak.mib, 1),
+                round(peak.end_mib, 1),
+                round(peak.anon_mib, 1),
             )
         )
         if not self.quiet:
             note = f"  {step.note}" if step.note else ""
             self.console.print(
                 f"[green]✓[/green] {name:<12} {step.rows:>12,} rows  {seconds:8.2f} s"
-                f"  peak {peak.mib:,.0f} MiB{note}"
+                f"  peak {peak.mib:,.0f} MiB ({peak.anon_mib:,.0f} own){note}"
             )
 
     def peak_rss_mib(self) -> float:

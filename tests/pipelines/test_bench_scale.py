@@ -113,7 +113,8 @@ def test_scale_bench_at_a_tiny_size_writes_json_markdown_and_png(
         assert all(r["requests"] > 0 and r["non_2xx"] == 0 for r in http["rows"])
         assert all(r["server_cpu_ms_per_request"] > 0 for r in http["rows"])
         assert all(0 <= r["degraded_share"] <= 1 for r in http["rows"])
-        assert http["knee_connections"] in (1, 2)
+        # which level is the knee depends on the machine's load (the known answers are above)
+        assert http["knee_connections"] == knee(http["rows"])
         workers = written["http_workers"]  # the same load on `serve --workers 2` and a Redis
         assert workers["workers"] == 2 and [r["connections"] for r in workers["rows"]] == [1, 2]
         assert all(r["requests"] > 0 and r["non_2xx"] == 0 for r in workers["rows"])

@@ -52,3 +52,22 @@ def test_the_manifest_steps_carry_resident_memory(built_catalog: Path) -> None:
     total = steps[-1]
     assert total["name"] == "total"
     assert total["peak_rss_mib"] >= max(s["peak_rss_mib"] for s in steps[:-1])
+
+
+def test_the_own_memory_peak_leaves_out_the_pages_of_a_mapped_file(tmp_path: Path) -> None:
+    """A mapped file read whole raises the resident set, not the process's own memory; an
+    array allocated and filled raises both."""
+    np.save(tmp_path / "m.npy", np.ones(64 * 1024 * 1024 // 8))
+    mapped = np.load(tmp_path / "m.npy", mmap_mode="r")
+    with PeakResident(every=0.01) as reading:
+        start = resident()
+        assert float(mapped.sum()) > 0  # every page of the file read
+        time.sleep(0.05)
+    assert reading.mib >= start.rss + 48
+    assert reading.anon_mib < start.anon + 16
+    with PeakResident(every=0.01) as allocating:
+        start = resident()
+        held = np.ones(64 * 1024 * 1024 // 8)
+        time.sleep(0.05)
+        del held
+    assert allocating.anon_mib >= start.anon + 48
