@@ -41,6 +41,9 @@ MEMORY_PROBES = 20  # queries timed for the in-memory search before IVF_PQ is co
 # Scores computed at once by exact_top_k (64 MB of float32, about as much again for the
 # argpartition): at 10M rows 32 queries at once made 1.3 GB of scores and 2.6 GB of indices.
 SCORE_BUDGET = 16_000_000
+# Queries scored together on each pass over the rows. One query a pass read a 10M-row content
+# column (15 GB, mapped, more than the page cache keeps beside a build) once per query.
+QUERY_BLOCK = 128
 UNIT_NORM_SAMPLE = 10_000  # rows whose norms say whether a column is unit-norm
 
 
@@ -69,14 +72,14 @@ def exact_top_k(
 ) -> np.ndarray:
     """Row numbers of the k largest dot products per query (brute force, numpy).
 
-    Queries are scored in blocks of at most 32 and at most `budget` scores; past the budget
-    (more rows than `budget`) one query is scored a span of `budget` rows at a time, its k best
-    kept from span to span."""
+    Up to QUERY_BLOCK queries are scored per pass over the rows, and at most `budget` scores at
+    once: past the budget the rows are taken a span at a time, each query's k best kept from
+    span to span."""
     n = len(vectors)
     k = min(k, n)
     out = np.empty((len(queries), k), dtype=np.int64)
-    block = max(1, min(32, budget // max(1, n)))
-    span = max(k, budget)
+    block = max(1, min(QUERY_BLOCK, len(queries)))
+    span = max(k, budget // block)
     for start in range(0, len(queries), block):
         batch = queries[start : start + block]
         if span >= n:
@@ -88,7 +91,7 @@ def exact_top_k(
         for lo in range(0, n, span):
             hi = min(n, lo + span)
             scores = np.hstack([kept, batch @ vectors[lo:hi].T])
-            rows = np.hstack([found, np.tile(np.arange(lo, hi), (len(batch), 1))])
+            rows = np.hstack([found, np.broadcast_to(np.arange(lo, hi), (len(batch), hi - lo))])
             if scores.shape[1] > k:
                 best = np.argpartition(-scores, k - 1, axis=1)[:, :k]
                 scores = np.take_along_axis(scores, best, axis=1)

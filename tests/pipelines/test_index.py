@@ -76,6 +76,21 @@ def test_exact_top_k_matches_naive_argsort(n, n_queries, k, seed):
         np.testing.assert_array_equal(np.sort(scores[q, top[q]]), np.sort(scores[q, naive[q]]))
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 300), st.integers(1, 40), st.integers(1, 50), st.integers(1, 2000))
+def test_exact_top_k_in_spans_matches_one_product(n, n_queries, k, budget):
+    # a small budget makes many queries share each pass over spans of rows
+    rng = np.random.default_rng(n * 7919 + budget)
+    vectors = rng.normal(size=(n, 4)).astype(np.float32)
+    queries = rng.normal(size=(n_queries, 4)).astype(np.float32)
+    spans = exact_top_k(vectors, queries, k, budget=budget)
+    whole = exact_top_k(vectors, queries, k)
+    scores = queries @ vectors.T
+    for q in range(n_queries):
+        assert len(set(spans[q].tolist())) == spans.shape[1] == min(k, n)
+        np.testing.assert_array_equal(np.sort(scores[q, spans[q]]), np.sort(scores[q, whole[q]]))
+
+
 @given(hnp.arrays(np.float64, (6, 3), elements=st.integers(-3, 3).map(float)))
 def test_exact_top_k_with_ties(vectors):
     query = np.ones((1, 3))
