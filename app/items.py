@@ -105,15 +105,7 @@ class ItemCatalog:
             return cls.from_arrow(table.to_arrow())
         columns = [c for c in COLUMNS if c != "content_vector"]
         rows = table.search().select(columns).limit(None).to_arrow()
-        mapped = np.load(content_file, mmap_mode="r", allow_pickle=False)
-        content: VectorRows = mapped
-        if content.ndim != 2 or content.dtype != np.float32 or len(content) > rows.num_rows:
-            raise ValueError(
-                f"{content_file.name} holds {content.dtype} {content.shape} for "
-                f"{rows.num_rows} items"
-            )
-        if len(content) < rows.num_rows or table_version != table.version:
-            content = _with_table_rows(table, mapped)
+        content = content_rows(table, content_file, table_version, rows.num_rows)
         return cls.from_arrow(rows, content)
 
     @classmethod
@@ -254,6 +246,22 @@ def _genre_matrix(genres: pa.Array) -> tuple[list[str], np.ndarray]:
     rows = np.repeat(np.arange(len(genres)), lengths)
     matrix[rows[known], codes.to_numpy(zero_copy_only=False)[known].astype(np.int64)] = True
     return names, matrix
+
+
+def content_rows(
+    table: Any, content_file: Path, table_version: int | None, n_items: int
+) -> VectorRows:
+    """The content vectors of the table's `n_items` rows in item_index order: the version's
+    file, mapped, with the rows upserted since `table_version` held beside it.
+    Raises ValueError when the file does not fit the table."""
+    mapped = np.load(content_file, mmap_mode="r", allow_pickle=False)
+    if mapped.ndim != 2 or mapped.dtype != np.float32 or len(mapped) > n_items:
+        raise ValueError(
+            f"{content_file.name} holds {mapped.dtype} {mapped.shape} for {n_items} items"
+        )
+    if len(mapped) < n_items or table_version != table.version:
+        return _with_table_rows(table, mapped)
+    return mapped
 
 
 def _with_table_rows(table: Any, base: np.ndarray, batch_rows: int = 65_536) -> VectorRows:
