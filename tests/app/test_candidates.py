@@ -546,6 +546,25 @@ async def test_fresh_keeps_the_window_and_ranks_by_profile(world):
     assert (np.diff(cold.scores) <= 0).all()
 
 
+async def test_fresh_scores_a_seeded_sample_of_a_large_window(world):
+    _, items = world
+    today = AT.timestamp() / DAY
+    window = np.flatnonzero((items.released_day >= today - 400) & (items.released_day <= today))
+    assert len(window) > 20, "the world needs a window larger than the sample"
+    profile = items.content[0]
+    state = user(content_vector=profile)
+    gate = ItemGate.for_request(request(), state, items, True)
+    source = Fresh(FreshConfig(limit=1000, window_days=400, sample=20), items)
+    out = await source(SourceInput(request(), state, gate))
+    again = await source(SourceInput(request(), state, gate))
+    assert 0 < len(out) <= 20 and set(out.items.tolist()) <= set(window.tolist())
+    assert out.items.tolist() == again.items.tolist()  # the same user and day: the same sample
+    other = await source(
+        SourceInput(request(), user(user_id="u-other", content_vector=profile), gate)
+    )
+    assert set(other.items.tolist()) != set(out.items.tolist())
+
+
 async def test_fresh_skips_when_nothing_is_new(world):
     _, items = world
     long_ago = AT - timedelta(days=5000)

@@ -1,7 +1,13 @@
-"""Recent releases, which the CF model has barely seen: ranked by fit to the user's profile."""
+"""Recent releases, which the CF model has barely seen: ranked by fit to the user's profile.
+
+A request scores at most `sample` of the window's releases (a sample seeded by user and date
+when there are more): the window grows with the catalog (48k releases in 90 days at 1M items
+of the synthetic catalog, 480k at 10M), and each scored item reads its content vector.
+"""
 
 from __future__ import annotations
 
+import zlib
 from typing import ClassVar
 
 import numpy as np
@@ -14,6 +20,10 @@ from app.items import DAY, ItemCatalog
 class FreshConfig(SourceConfig):
     limit: int = Field(100, ge=0, le=5000, description="Most fresh items offered.")
     window_days: float = Field(90.0, gt=0, description="How recent a release counts as fresh.")
+    sample: int = Field(
+        3000, ge=1, description="Most releases in the window scored per request (sampled)."
+    )
+    seed: int = Field(0, description="Mixed with the user id and date into the sampling seed.")
 
 
 class Fresh:
@@ -31,6 +41,10 @@ class Fresh:
         lo = np.searchsorted(self._sorted_days, today - self.config.window_days, side="left")
         hi = np.searchsorted(self._sorted_days, today, side="right")
         pool = self._order[lo:hi]
+        if len(pool) > self.config.sample:
+            key = f"{self.config.seed}:{given.user.user_id}:{given.request.at.date().isoformat()}"
+            rng = np.random.default_rng(zlib.crc32(key.encode()))
+            pool = np.sort(rng.choice(pool, size=self.config.sample, replace=False))
         pool = pool[given.gate.allows(pool)]
         if not len(pool):
             return SourceResult.skip("no releases in the window")
