@@ -75,3 +75,32 @@ def test_strings_are_not_vectors(tmp_path: Path) -> None:
     pq.write_table(pa.table({"item_id": ["a"], "content_vector": [["x"]]}), file)
     with pytest.raises(InputError, match="list of floats"):
         read_content_vectors(file)
+
+
+def test_memory_held_while_reading_stays_near_one_row_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 8 row groups of 2 MB of vectors: what Arrow holds at each batch must not grow with the
+    # row groups already read (one iter_batches over the file held them all: the whole column)
+    monkeypatch.setattr(content_vectors, "BATCH_ROWS", 1_000)
+    groups, rows, dim = 8, 4_000, 128
+    file = tmp_path / "items.parquet"
+    values = np.random.default_rng(0).normal(size=(groups * rows, dim)).astype(np.float32)
+    column = pa.FixedSizeListArray.from_arrays(pa.array(values.ravel()), dim)
+    table = pa.table({"item_id": [f"i{n}" for n in range(groups * rows)], "content_vector": column})
+    pq.write_table(table, file, row_group_size=rows)
+    del table, column
+    held: list[int] = []
+    place = content_vectors._place
+
+    def placing(*args: object, **kwargs: object) -> None:
+        held.append(pa.total_allocated_bytes())
+        place(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(content_vectors, "_place", placing)
+    before = pa.total_allocated_bytes()
+    out = read_content_vectors(file)
+    assert out is not None
+    np.testing.assert_array_equal(out, values)
+    group_bytes = rows * dim * 4
+    assert max(held) - before < 4 * group_bytes, f"{(max(held) - before) / group_bytes:.1f} groups"
