@@ -50,10 +50,12 @@ def _read_matrix(table: Any, column: str) -> np.ndarray:
     return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
-def _in_item_order(table: Any, column: str) -> np.ndarray:
+def column_in_order(table: Any, column: str) -> np.ndarray:
+    """A vector column as an (n, d) array in item_index (or user_index) order."""
+    key = "item_index" if "item_index" in table.schema.names else "user_index"
     ids, parts = [], []
-    for batch in _scan(table, ["item_index", column]):
-        ids.append(batch.column("item_index").to_numpy())
+    for batch in _scan(table, [key, column]):
+        ids.append(batch.column(key).to_numpy())
         parts.append(_matrix(batch.column(column)))
     return np.concatenate(parts)[np.argsort(np.concatenate(ids), kind="stable")]
 
@@ -82,7 +84,7 @@ def served_vectors(version: CatalogVersion, table: Any, column: str) -> VectorRo
     if column == "content_vector" and manifest.content_file:
         file = version.path / manifest.content_file
         return content_rows(table, file, manifest.items_table_version, table.count_rows())
-    return _in_item_order(table, column)
+    return column_in_order(table, column)
 
 
 def exact_query_ms(vectors: VectorRows, queries: np.ndarray, k: int) -> dict[str, float]:

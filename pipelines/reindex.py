@@ -7,28 +7,15 @@ up on `reloadModels` or SIGHUP. Used when the index policy changed after a long 
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from app.settings import Settings
 from app.store import ITEMS, USERS, CatalogRoot, IndexChoice, write_manifest
-from pipelines.bench_ann import _matrix
+from pipelines.bench_ann import column_in_order, served_vectors
 from pipelines.index import choose_index, probe_queries
 from pipelines.steps import Reporter
 
 COLUMNS = ("cf_vector", "content_vector")
-
-
-def column_in_order(table: Any, column: str) -> np.ndarray:
-    """A vector column as an (n, d) array in item_index (or user_index) order."""
-    key = "item_index" if "item_index" in table.schema.names else "user_index"
-    ids, parts = [], []
-    for batch in table.search().select([key, column]).limit(None).to_batches(100_000):
-        ids.append(batch.column(key).to_numpy())
-        parts.append(_matrix(batch.column(column)))
-    order = np.argsort(np.concatenate(ids), kind="stable")
-    return np.concatenate(parts)[order]
 
 
 def reindex(settings: Settings, reporter: Reporter | None = None) -> dict[str, IndexChoice]:
@@ -40,7 +27,8 @@ def reindex(settings: Settings, reporter: Reporter | None = None) -> dict[str, I
     chosen: dict[str, IndexChoice] = {}
     for column in COLUMNS:
         with reporter.step(f"index {column}") as step:
-            vectors = column_in_order(items, column)
+            # content vectors stay mapped (rows upserted since the build: read into memory)
+            vectors = np.asarray(served_vectors(version, items, column))
             user_vectors = column_in_order(users, column)
             queries = probe_queries(user_vectors, vectors, settings.ann_probe_queries, rng)
             choice = choose_index(

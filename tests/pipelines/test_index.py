@@ -249,6 +249,21 @@ def test_reindex_chooses_the_indexes_of_a_built_version_again(tmp_path, built_ca
     assert after.version == before.version and after.ranker == before.ranker
 
 
+def test_content_vectors_are_read_mapped_from_the_versions_file(built_catalog):
+    # reindex and the ANN bench read them as serving does: at 10M items the decoded column
+    # (and its sorted copy) was 30 GB
+    from app.store import ITEMS, CatalogRoot
+    from pipelines.bench_ann import column_in_order, served_vectors
+
+    version = CatalogRoot(built_catalog).open()
+    items = version.table(ITEMS)
+    content = served_vectors(version, items, "content_vector")
+    assert isinstance(content, np.memmap)
+    np.testing.assert_array_equal(content, column_in_order(items, "content_vector"))
+    cf = served_vectors(version, items, "cf_vector")
+    assert not isinstance(cf, np.memmap) and cf.shape[0] == content.shape[0]
+
+
 def test_at_catalog_scale_unit_vectors_are_searched_in_partitions(tmp_path, monkeypatch):
     """Content-like vectors (unit norm, clustered): the exact in-memory search has nothing to
     prune and is not tried, so the partitioned search is measured, kept, and its partitions
