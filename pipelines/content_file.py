@@ -25,8 +25,10 @@ SCRATCH_PREFIX = ".build-"  # a build's scratch directory in the catalog root
 def scratch_dir(root: Path) -> Iterator[Path]:
     """A fresh directory in the catalog root for one build's scratch files, removed afterwards
     (whether the build succeeded or failed): not /tmp, which at 10M items would need 15 GB and
-    could not rename the file into the version directory."""
+    could not rename the file into the version directory. Scratch directories of builds that
+    died without cleaning up (SIGKILL, the OOM killer) are removed first."""
     root.mkdir(parents=True, exist_ok=True)
+    remove_orphans(root)
     for n in range(1000):
         path = root / f"{SCRATCH_PREFIX}{os.getpid()}-{n:03d}"
         try:
@@ -40,6 +42,28 @@ def scratch_dir(root: Path) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_orphans(root: Path) -> list[Path]:
+    """Remove the scratch directories in `root` whose build process no longer runs on this
+    machine; the removed paths."""
+    removed = []
+    for path in root.glob(f"{SCRATCH_PREFIX}*"):
+        pid = path.name[len(SCRATCH_PREFIX) :].partition("-")[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def allocate(rows: int, dim: int, file: Path | None) -> np.ndarray:
