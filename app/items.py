@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from app.mapped_rows import MappedRows, RowGather, VectorRows
+from app.mapped_rows import MappedRows, RowGather, VectorRows, advise_random, rows_between
 from app.text_columns import TextColumn
 
 DAY = 86_400.0
@@ -259,6 +259,7 @@ def content_rows(
         raise ValueError(
             f"{content_file.name} holds {mapped.dtype} {mapped.shape} for {n_items} items"
         )
+    advise_random(mapped)  # requests read a few thousand rows at random
     if len(mapped) < n_items or table_version != table.version:
         return _with_table_rows(table, mapped)
     return mapped
@@ -276,7 +277,12 @@ def _with_table_rows(table: Any, base: np.ndarray, batch_rows: int = 65_536) -> 
         ).reshape(len(column), -1)
         differs = index >= len(base)
         inside = np.flatnonzero(~differs)
-        differs[inside] = np.any(vectors[inside] != base[index[inside]], axis=1)
+        at = index[inside]
+        if len(at) and at[-1] - at[0] + 1 == len(at) and (np.diff(at) == 1).all():
+            known = rows_between(base, int(at[0]), int(at[-1]) + 1)  # one read, not a fault a page
+        else:
+            known = base[at]
+        differs[inside] = np.any(vectors[inside] != known, axis=1)
         positions.append(index[differs])
         rows.append(vectors[differs])
     if not any(len(p) for p in positions):

@@ -13,6 +13,7 @@ so that `np.take(x, rows, axis=0)` works. It refuses to turn into a whole array.
 
 from __future__ import annotations
 
+import mmap
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -145,3 +146,47 @@ class ReorderedRows(RowGather):
 # A matrix of vectors read by rows: in memory, mapped (np.memmap), mapped with rows beside it,
 # or kept in another order.
 VectorRows: TypeAlias = np.ndarray | RowGather
+
+
+def _whole_file_map(matrix: Any) -> np.memmap | None:
+    """The matrix, when it is C-ordered and mapped by np.memmap/np.load itself (not a view of
+    one: a view keeps its parent's file offset)."""
+    if (
+        isinstance(matrix, np.memmap)
+        and isinstance(matrix.base, mmap.mmap)
+        and matrix.filename is not None
+        and matrix.flags.c_contiguous
+    ):
+        return matrix
+    return None
+
+
+def advise_random(matrix: VectorRows) -> None:
+    """Tell the kernel that a mapped matrix is read at random rows (a request's few thousand).
+    Otherwise each page not cached reads 128 kB around it: at 10M items, with the 15 GB file
+    larger than the page cache, rows gathered in partition order took 10 minutes for 3% of them."""
+    mapped = _whole_file_map(matrix.base if isinstance(matrix, MappedRows) else matrix)
+    if mapped is not None and hasattr(mmap, "MADV_RANDOM"):
+        mapped._mmap.madvise(mmap.MADV_RANDOM)  # type: ignore[attr-defined]
+
+
+def rows_between(matrix: VectorRows, start: int, stop: int) -> np.ndarray:
+    """Rows start..stop as one array. From a mapped file they are read with one sequential
+    read, not faulted in a page at a time (the mapping is advised random: see advise_random)."""
+    stop = max(start, min(stop, len(matrix)))
+    if isinstance(matrix, MappedRows):
+        end = min(stop, len(matrix.base))
+        out = np.empty((stop - start, matrix.shape[1]), dtype=np.float32)
+        if start < end:
+            out[: end - start] = rows_between(matrix.base, start, end)
+        lo, hi = np.searchsorted(matrix.positions, [start, stop])
+        out[matrix.positions[lo:hi] - start] = matrix.rows[lo:hi]
+        return out
+    mapped = _whole_file_map(matrix)
+    if mapped is None:
+        return np.asarray(matrix[start:stop], dtype=np.float32)
+    width = int(np.prod(mapped.shape[1:]))
+    with open(str(mapped.filename), "rb") as file:
+        file.seek(mapped.offset + start * width * mapped.itemsize)
+        flat = np.fromfile(file, dtype=mapped.dtype, count=(stop - start) * width)
+    return flat.reshape(-1, *mapped.shape[1:]).astype(np.float32, copy=False)

@@ -103,3 +103,22 @@ def test_reordered_rows_read_as_the_matrix_in_item_order() -> None:
         np.asarray(rows)
     with pytest.raises(IndexError):
         rows[40]
+
+
+def test_rows_between_reads_a_mapped_file_as_the_map_does(tmp_path) -> None:
+    from app.mapped_rows import advise_random, rows_between
+
+    matrix = np.random.default_rng(2).normal(size=(50, 6)).astype(np.float32)
+    np.save(tmp_path / "m.npy", matrix)
+    mapped = np.load(tmp_path / "m.npy", mmap_mode="r")
+    advise_random(mapped)  # a hint only: the rows read the same
+    for start, stop in [(0, 50), (7, 19), (45, 80), (50, 60), (3, 3)]:
+        np.testing.assert_array_equal(rows_between(mapped, start, stop), matrix[start:stop])
+    view = mapped[10:]  # a view keeps its parent's file offset: read through the map instead
+    np.testing.assert_array_equal(rows_between(view, 2, 5), matrix[12:15])
+    held = MappedRows(mapped, np.array([8, 50, 51]), np.ones((3, 6), dtype=np.float32))
+    advise_random(held)
+    expected = np.concatenate([matrix, np.zeros((2, 6), np.float32)])
+    expected[[8, 50, 51]] = 1.0
+    for start, stop in [(0, 52), (5, 9), (49, 52), (9, 20)]:
+        np.testing.assert_array_equal(rows_between(held, start, stop), expected[start:stop])
