@@ -38,9 +38,7 @@ async def _measure(settings: Settings, requests: int, explain: bool, seed: int) 
     totals: list[float] = []
     degraded = 0
     for n, user in enumerate(picked):
-        request = RecommendationRequest(
-            user_id=user, count=30, at=at, explain=explain
-        )
+        request = RecommendationRequest(user_id=user, count=30, at=at, explain=explain)
         started = time.perf_counter()
         result = await engine.recommend(request)
         elapsed = (time.perf_counter() - started) * 1000
