@@ -278,7 +278,7 @@ def _with_table_rows(table: Any, base: np.ndarray, batch_rows: int = 65_536) -> 
         differs = index >= len(base)
         inside = np.flatnonzero(~differs)
         at = index[inside]
-        if len(at) and at[-1] - at[0] + 1 == len(at) and (np.diff(at) == 1).all():
+        if len(at) and (np.diff(at) == 1).all():
             known = rows_between(base, int(at[0]), int(at[-1]) + 1)  # one read, not a fault a page
         else:
             known = base[at]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import ClassVar, Protocol
@@ -130,6 +131,12 @@ class SourceInput:
     request: RecommendationRequest
     user: UserState
     gate: ItemGate
+
+    def sampling_rng(self, seed: int) -> np.random.Generator:
+        """A generator seeded by `seed`, the user and the request's date: a sampling source
+        offers the same user the same sample all day."""
+        key = f"{seed}:{self.user.user_id}:{self.request.at.date().isoformat()}"
+        return np.random.default_rng(zlib.crc32(key.encode()))
 
 
 class CandidateSource(Protocol):

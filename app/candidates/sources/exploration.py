@@ -5,7 +5,6 @@ Keeps items the CF model and the popular list would never surface in play (hotsp
 
 from __future__ import annotations
 
-import zlib
 from typing import ClassVar
 
 import numpy as np
@@ -41,8 +40,7 @@ class Exploration:
     async def __call__(self, given: SourceInput) -> SourceResult:
         if not len(self._tail):
             return SourceResult.skip("no tail items")
-        key = f"{self.config.seed}:{given.user.user_id}:{given.request.at.date().isoformat()}"
-        rng = np.random.default_rng(zlib.crc32(key.encode()))
+        rng = given.sampling_rng(self.config.seed)
         pool = rng.choice(self._tail, size=min(self.config.sample, len(self._tail)), replace=False)
         pool = pool[given.gate.allows(pool)]
         profile = given.user.content_vector

@@ -7,7 +7,6 @@ of the synthetic catalog, 480k at 10M), and each scored item reads its content v
 
 from __future__ import annotations
 
-import zlib
 from typing import ClassVar
 
 import numpy as np
@@ -42,8 +41,7 @@ class Fresh:
         hi = np.searchsorted(self._sorted_days, today, side="right")
         pool = self._order[lo:hi]
         if len(pool) > self.config.sample:
-            key = f"{self.config.seed}:{given.user.user_id}:{given.request.at.date().isoformat()}"
-            rng = np.random.default_rng(zlib.crc32(key.encode()))
+            rng = given.sampling_rng(self.config.seed)
             pool = np.sort(rng.choice(pool, size=self.config.sample, replace=False))
         pool = pool[given.gate.allows(pool)]
         if not len(pool):
