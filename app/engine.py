@@ -117,7 +117,9 @@ class Engine:
     async def load(
         cls, settings: Settings, version: str | None = None, live: Live | None = None
     ) -> Loaded:
-        runtime = await Runtime.open(settings.db_path, version, settings.faults)
+        runtime = await Runtime.open(
+            settings.db_path, version, settings.faults, settings.content_int8_above
+        )
         fold_in = FoldIn.for_version(
             runtime.items, runtime.manifest.cf, await _events(runtime), settings.faults
         )

@@ -22,8 +22,10 @@ from app.contributions import TreeContributions
 from app.deadlines import Fault
 from app.errors import CatalogError
 from app.features import FEATURE_NAMES
+from app.heap import release_free_memory
 from app.item_relations import DenseRelations, ItemRelations, NeighbourRelations
 from app.items import ItemCatalog
+from app.quantized_rows import CONTENT_INT8_ABOVE, QuantizedRows
 from app.ranking import MODEL_FILE, Ranker
 from app.store import ITEMS, MANIFEST, RELATIONS, USERS, CatalogRoot, CatalogVersion, Manifest
 from app.users import UserProfiles
@@ -45,23 +47,32 @@ class Runtime:
 
     @classmethod
     async def open(
-        cls, root: Path, version: str | None = None, faults: Mapping[str, Fault] | None = None
+        cls,
+        root: Path,
+        version: str | None = None,
+        faults: Mapping[str, Fault] | None = None,
+        content_int8_above: int = CONTENT_INT8_ABOVE,
     ) -> Runtime:
         """Open the serving version (CURRENT) of a catalog root, or a given version.
 
         The reading and decoding run in a worker thread, so a server loading a new version keeps
         answering requests meanwhile. `faults` (tests only) are injected into its ANN searches.
+        Catalogs of more than `content_int8_above` items hold their content vectors as int8
+        codes in memory (app.quantized_rows) instead of reading the version's file.
         """
         catalog = await asyncio.to_thread(CatalogRoot(root).open, version)
-        return await cls.open_version(catalog, faults)
+        return await cls.open_version(catalog, faults, content_int8_above)
 
     @classmethod
     async def open_version(
-        cls, catalog: CatalogVersion, faults: Mapping[str, Fault] | None = None
+        cls,
+        catalog: CatalogVersion,
+        faults: Mapping[str, Fault] | None = None,
+        content_int8_above: int = CONTENT_INT8_ABOVE,
     ) -> Runtime:
         try:
             items, users, ranker_model, explainer, relations = await asyncio.to_thread(
-                _read_models, catalog
+                _read_models, catalog, content_int8_above
             )
             table = await open_items_table(catalog.path)
         except (OSError, RuntimeError, ValueError) as exc:  # damaged tables: LanceDB, Arrow
@@ -71,19 +82,18 @@ class Runtime:
         missing = {"cf_vector", "content_vector"} - set(indexes)
         if missing:
             raise CatalogError(f"manifest of {catalog.path} lacks index choices for {missing}")
-
-        def searches() -> tuple[Any, ...]:
-            cf_parts = _partitions(catalog, "cf_vector")
-            content_parts = _partitions(catalog, "content_vector")
-            return (
-                cf_parts,
-                content_parts,
-                memory_search(items.cf, indexes["cf_vector"].search, cf_parts),
-                memory_search(items.content, indexes["content_vector"].search, content_parts),
-            )
-
-        cf_parts, content_parts, cf_memory, content_memory = await asyncio.to_thread(searches)
+        cf_parts = await asyncio.to_thread(_partitions, catalog, "cf_vector")
+        content_parts = await asyncio.to_thread(_partitions, catalog, "content_vector")
+        # one search at a time, the catalog's own CF copy dropped and the heap trimmed between:
+        # at 10M items the load peaked 2.5 GB over the machine's 24 GB otherwise
+        cf_memory = await asyncio.to_thread(
+            memory_search, items.cf, indexes["cf_vector"].search, cf_parts
+        )
         items = _cf_from_search(items, cf_memory)
+        await asyncio.to_thread(release_free_memory)
+        content_memory = await asyncio.to_thread(
+            memory_search, items.content, indexes["content_vector"].search, content_parts
+        )
         return cls(
             version=catalog.manifest.version,
             path=catalog.path,
@@ -156,7 +166,7 @@ async def open_items_table(path: Path) -> Any:
 
 
 def _read_models(
-    catalog: CatalogVersion,
+    catalog: CatalogVersion, content_int8_above: int
 ) -> tuple[
     ItemCatalog, UserProfiles, Any | None, TreeContributions | None, dict[str, ItemRelations]
 ]:
@@ -167,8 +177,14 @@ def _read_models(
         catalog.path / content_file if content_file else None,
         catalog.manifest.items_table_version,
     )
+    # what decoding the table freed (7.4 GB at 10M items, in glibc's small pieces), before the
+    # codes and the users take more
+    release_free_memory()
+    if len(items) > content_int8_above:
+        items.content = QuantizedRows.of(items.content)
     users = UserProfiles.from_table(catalog.table(USERS), items)
     relations = _relations(catalog.path, len(items))
+    release_free_memory()
     model = Ranker.load_model(catalog.path)
     explainer = None if model is None else TreeContributions.of(model, len(FEATURE_NAMES))
     return items, users, model, explainer, relations

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from app.domain import RecommendationRequest
+from app.domain import RecommendationRequest, StageStatus
 from app.engine import Engine
 from app.pipeline import FAULT_POINTS
 from app.settings import Settings
@@ -37,6 +37,7 @@ async def _measure(settings: Settings, requests: int, explain: bool, seed: int) 
     stages: dict[str, list[float]] = {}
     totals: list[float] = []
     degraded = 0
+    degraded_by: dict[str, int] = {}  # "stage: STATUS" of what a degraded answer missed
     for n, user in enumerate(picked):
         request = RecommendationRequest(user_id=user, count=30, at=at, explain=explain)
         started = time.perf_counter()
@@ -47,6 +48,9 @@ async def _measure(settings: Settings, requests: int, explain: bool, seed: int) 
         totals.append(elapsed)
         degraded += result.degraded
         for report in result.stages:
+            if result.degraded and report.status in (StageStatus.TIMEOUT, StageStatus.ERROR):
+                key = f"{report.name}: {report.status.value}"
+                degraded_by[key] = degraded_by.get(key, 0) + 1
             stages.setdefault(report.name, []).append(report.ms)
     await engine.close()
 
@@ -63,6 +67,7 @@ async def _measure(settings: Settings, requests: int, explain: bool, seed: int) 
         "requests": requests,
         "explain": explain,
         "degraded": degraded,
+        "degraded_by": degraded_by,
         "total": summary(totals),
         "stages": {name: summary(values) for name, values in stages.items()},
     }
@@ -77,14 +82,15 @@ def stage_latency(
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"{report['requests']} sequential requests, count=30, explain={report['explain']}, "
-        f"version {report['version']}, degraded answers: {report['degraded']}",
+        f"version {report['version']}, degraded answers: {report['degraded']}"
+        + "".join(f"; {n} x {what}" for what, n in sorted(report.get("degraded_by", {}).items())),
         "",
-        "| stage | p50 ms | p99 ms | mean ms |",
-        "|---|---:|---:|---:|",
+        "| stage | p50 ms | p99 ms | mean ms | max ms |",
+        "|---|---:|---:|---:|---:|",
     ]
     rows = [("total (server-side)", report["total"]), *report["stages"].items()]
-    for name, values in rows:
-        lines.append(f"| {name} | {values['p50_ms']} | {values['p99_ms']} | {values['mean_ms']} |")
+    for name, v in rows:
+        lines.append(f"| {name} | {v['p50_ms']} | {v['p99_ms']} | {v['mean_ms']} | {v['max_ms']} |")
     return "\n".join(lines)
 
 

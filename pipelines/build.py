@@ -263,6 +263,7 @@ def _learn_on_snapshot(
                 rng,
                 settings.ranker_negatives,
                 step,
+                settings.content_int8_above,
             )
             step.rows = len(data.labels)
         hand_back()  # the snapshot's serving runtime: about 5 GB at 1M items

@@ -24,6 +24,7 @@ from app.domain import RecommendationRequest
 from app.events import event_weights
 from app.features import FEATURE_NAMES, assemble
 from app.pipeline import Pipeline, PipelineConfig
+from app.quantized_rows import CONTENT_INT8_ABOVE
 from app.ranking import MODEL_FILE
 from app.runtime import Runtime
 from app.store import CatalogVersion
@@ -165,7 +166,10 @@ def collect_training_data(
     rng: np.random.Generator,
     negatives: int = 300,
     step: Step | None = None,
+    content_int8_above: int = CONTENT_INT8_ABOVE,
 ) -> RankerData:
+    """Features and labels of the snapshot's candidates for users with later events, from the
+    snapshot's runtime opened as serving opens it (`content_int8_above` as the setting)."""
     users = sorted(set(later["user_id"]) & set(_known_users(snapshot)))
     fusion_users = FUSION_USERS
     if snapshot.manifest.counts.get("items", 0) > SCALE_MIN_ITEMS:
@@ -177,7 +181,7 @@ def collect_training_data(
         step.set_total(len(users))
 
     async def run() -> RankerData:
-        runtime = await Runtime.open_version(snapshot)
+        runtime = await Runtime.open_version(snapshot, content_int8_above=content_int8_above)
         return await _collect(runtime, later, users, rating_max, negatives, rng, step, fusion_users)
 
     return asyncio.run(run())

@@ -313,7 +313,9 @@ def evaluate(
     )
     settings = (settings or Settings()).model_copy(update={"db_path": out / "catalog.lancedb"})
     build_catalog(train_source, settings, reporter)
-    runtime = asyncio.run(Runtime.open(settings.db_path))
+    runtime = asyncio.run(
+        Runtime.open(settings.db_path, content_int8_above=settings.content_int8_above)
+    )
     with reporter.step("pipeline", total=len(users) * 3) as step:
         methods = _pipeline_variants(runtime, users, k, deadlines)
         step.rows = len(users)

@@ -16,6 +16,7 @@ from app.engine import Engine
 from app.errors import CatalogError
 from app.items import ItemCatalog
 from app.mapped_rows import MappedRows
+from app.quantized_rows import QuantizedRows
 from app.realtime.item_upserts import ItemUpserts
 from app.realtime.live_store import LiveDatabase
 from app.realtime.records import ItemDraft
@@ -127,3 +128,57 @@ async def test_items_upserted_into_the_table_are_read_beside_the_file(
     assert file.read_bytes() == before
     built = np.load(file)
     np.testing.assert_array_equal(runtime.items.content[4:6], built[4:6])  # the old view
+
+
+async def test_an_int8_catalog_serves_nearly_the_mapped_catalogs_recommendations(
+    built_catalog: Path,
+) -> None:
+    """Above `content_int8_above` items the vectors are int8 codes in memory: the same items
+    recommended (their scores within the codes' error), the file no longer read."""
+    engines = [
+        await Engine.start(
+            Settings(db_path=built_catalog, pipeline=RELAXED, content_int8_above=above), live=False
+        )
+        for above in (10**9, 0)
+    ]
+    try:
+        mapped, coded = (e.current.runtime.items.content for e in engines)
+        assert isinstance(mapped, np.memmap) and isinstance(coded, QuantizedRows)
+        every = np.arange(len(mapped))
+        np.testing.assert_allclose(coded[every], mapped[every], atol=2e-3)
+        at = datetime(2030, 1, 1, tzinfo=UTC)
+        overlaps = []
+        for user in [*engines[0].current.runtime.users.index[:12], "nobody-yet"]:
+            got = [
+                await e.recommend(RecommendationRequest(str(user), 20, at, request_id="r"))
+                for e in engines
+            ]
+            assert not got[0].degraded and not got[1].degraded
+            items = [{p.item for p in answer.picks} for answer in got]
+            overlaps.append(len(items[0] & items[1]) / max(len(items[0]), 1))
+        assert np.mean(overlaps) >= 0.9, overlaps
+    finally:
+        for engine in engines:
+            await engine.close()
+
+
+async def test_items_upserted_into_an_int8_catalog_are_served_exactly(
+    built_catalog: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "coded.lancedb"
+    shutil.copytree(built_catalog, root, ignore=shutil.ignore_patterns("live"))
+    runtime = await Runtime.open(root, content_int8_above=0)
+    dim = runtime.manifest.content_dim
+    vectors = np.random.default_rng(7).normal(size=(2, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    changed = str(runtime.items.ids[3])
+    drafts = [ItemDraft(changed, "Changed"), ItemDraft("brand-new", "Brand New")]
+    upserts = ItemUpserts(await LiveDatabase.open(CatalogRoot(root).live_dir), "m", 1, 8)
+    served, _, _ = await upserts.apply(runtime, await upserts.record(drafts, vectors))
+    n = len(runtime.items)
+    assert isinstance(served.items.content, MappedRows)
+    assert isinstance(served.items.content.base, QuantizedRows)
+    np.testing.assert_array_equal(served.items.content[[3, n]], vectors)
+    reopened = await Runtime.open(root, content_int8_above=0)
+    assert isinstance(reopened.items.content, QuantizedRows) and len(reopened.items) == n + 1
+    np.testing.assert_allclose(reopened.items.content[[3, n]], vectors, atol=2e-3)
