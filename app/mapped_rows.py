@@ -132,11 +132,11 @@ class ReorderedRows(RowGather):
     catalog does not hold a second copy in item order (2.4 GB at 10M items)."""
 
     def __init__(self, base: np.ndarray, position: np.ndarray) -> None:
-        if len(position) != len(base):
-            raise ValueError(f"{len(position)} positions for {len(base)} rows")
-        self.base = base
         self.position = np.asarray(position, dtype=np.int64)
-        self._len = len(base)
+        if len(self.position) and not 0 <= self.position.min() <= self.position.max() < len(base):
+            raise ValueError(f"positions outside the {len(base)} rows held")
+        self.base = base
+        self._len = len(self.position)
         self._width = int(base.shape[1])
 
     def _gather(self, rows: np.ndarray) -> np.ndarray:

@@ -89,21 +89,25 @@ class NormOrderedSearch(InMemorySearch):
         if max_rows is not None:
             order = order[:max_rows]
         self.order = order.astype(np.int64)
-        # its own norm-ordered copy, gathered a chunk at a time (vectors may be mapped)
-        self.vectors = np.empty((len(order), vectors.shape[1]), dtype=np.float32)
-        for start in range(0, len(order), MAX_CHUNK):
-            rows = self.order[start : start + MAX_CHUNK]
-            self.vectors[start : start + len(rows)] = vectors[rows]
         self.norms = norms[self.order].astype(np.float32)
         self._descending = -self.norms  # ascending, for searchsorted
+        # Zero rows (items without CF factors: 65% of them at 10M generated items) score 0
+        # whatever the query: they are listed, not copied; they sort last, in item order.
+        self.scanned_rows = int(np.count_nonzero(self.norms))
+        # its own norm-ordered copy of the other rows, and one zero row, gathered a chunk at a
+        # time (vectors may be mapped)
+        self.vectors = np.zeros((self.scanned_rows + 1, vectors.shape[1]), dtype=np.float32)
+        for start in range(0, self.scanned_rows, MAX_CHUNK):
+            rows = self.order[start : min(start + MAX_CHUNK, self.scanned_rows)]
+            self.vectors[start : start + len(rows)] = vectors[rows]
 
     def by_item(self) -> ReorderedRows | None:
         """Its sorted copy read in item order: every vector it was given, without a second copy
         of them (None when `max_rows` left some out)."""
-        if len(self.order) != len(self.vectors) or len(self.order) != self.rows_given:
+        if len(self.order) != self.rows_given:
             return None
         position = np.empty(len(self.order), dtype=np.int64)
-        position[self.order] = np.arange(len(self.order))
+        position[self.order] = np.minimum(np.arange(len(self.order)), self.scanned_rows)
         return ReorderedRows(self.vectors, position)
 
     def _nearest(
@@ -113,7 +117,7 @@ class NormOrderedSearch(InMemorySearch):
         allows: Callable[[np.ndarray], np.ndarray] | None,
     ) -> tuple[np.ndarray, np.ndarray, int]:
         bound = np.float32(np.linalg.norm(query))
-        n = len(self.order)
+        n = self.scanned_rows
         best_items = np.zeros(0, dtype=np.int64)
         best_scores = np.zeros(0, dtype=np.float32)
         kth: np.float32 | None = None  # the k-th best score so far, once k rows are kept
@@ -141,8 +145,30 @@ class NormOrderedSearch(InMemorySearch):
                 if kth >= bound * self.norms[start]:
                     break  # no row from `start` on can beat the k-th best
                 end = max(start + 1, self._end(float(kth / bound)))
-        order = np.lexsort((best_items, -best_scores))  # equal scores: lower item_index first
+        zero_rows = len(self.order) - n
+        if zero_rows and (len(best_scores) < k or best_scores.min() <= 0):
+            zero_items = self._first_zero_rows(k, allows)
+            best_items = np.concatenate([best_items, zero_items])
+            best_scores = np.concatenate([best_scores, np.zeros(len(zero_items), np.float32)])
+        order = np.lexsort((best_items, -best_scores))[:k]  # equal scores: lower item_index first
         return best_items[order], best_scores[order], start
+
+    def _first_zero_rows(
+        self, k: int, allows: Callable[[np.ndarray], np.ndarray] | None
+    ) -> np.ndarray:
+        """The first k allowed zero rows by item_index (they score 0 for any query), read a
+        chunk at a time: the filter need not see millions of them."""
+        kept: list[np.ndarray] = []
+        found = 0
+        start, size = self.scanned_rows, max(1, 2 * k)
+        while start < len(self.order) and found < k:
+            items = self.order[start : start + size]
+            if allows is not None:
+                items = items[allows(items)]
+            kept.append(items[: k - found])
+            found += len(kept[-1])
+            start, size = start + size, min(2 * size, MAX_CHUNK)
+        return np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64)
 
     def _end(self, norm: float) -> int:
         """The first row whose norm is below `norm` by more than rounding: the stop test passes

@@ -109,3 +109,24 @@ def test_searches_run_on_one_blas_thread_whatever_the_process_allows() -> None:
             seen, _, _ = Probe().nearest(np.zeros(2), 1)
             assert set(seen.tolist()) <= {1}
             assert {lib.num_threads for lib in blas.lib_controllers} <= {allowed}
+
+
+def test_zero_rows_are_listed_not_copied_and_beat_negative_scores() -> None:
+    """Items without CF factors score 0 for every query: kept out of the sorted copy, they
+    still come before negative scores, lowest item_index first, and are read back as zeros."""
+    vectors = np.zeros((8, 2), dtype=np.float32)
+    vectors[[1, 4, 6]] = [[-1.0, 0.0], [-2.0, 0.0], [0.5, 0.0]]
+    search = NormOrderedSearch(vectors)
+    assert search.vectors.shape == (3 + 1, 2)  # three rows and one zero row
+    items, scores, _ = search.nearest(np.array([1.0, 0.0], dtype=np.float32), 4)
+    assert items.tolist() == [6, 0, 2, 3] and scores.tolist() == [0.5, 0.0, 0.0, 0.0]
+    blocked = {0, 3}
+    items, _, _ = search.nearest(
+        np.array([1.0, 0.0], dtype=np.float32),
+        7,
+        lambda idx: np.array([i not in blocked for i in idx.tolist()]),
+    )
+    assert items.tolist() == [6, 2, 5, 7, 1, 4]
+    by_item = search.by_item()
+    assert by_item is not None
+    np.testing.assert_array_equal(by_item[np.arange(8)], vectors)
