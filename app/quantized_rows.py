@@ -62,3 +62,9 @@ class QuantizedRows(RowGather):
     @property
     def nbytes(self) -> int:
         return self.codes.nbytes + self.scales.nbytes
+
+
+def as_served(content: VectorRows, int8_above: int) -> VectorRows:
+    """The content vectors as serving holds them: as codes for a catalog of more than
+    `int8_above` items (the setting SHORTLIST_CONTENT_INT8_ABOVE), else as given."""
+    return QuantizedRows.of(content) if len(content) > int8_above else content

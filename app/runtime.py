@@ -25,7 +25,7 @@ from app.features import FEATURE_NAMES
 from app.heap import release_free_memory
 from app.item_relations import DenseRelations, ItemRelations, NeighbourRelations
 from app.items import ItemCatalog
-from app.quantized_rows import CONTENT_INT8_ABOVE, QuantizedRows
+from app.quantized_rows import CONTENT_INT8_ABOVE, as_served
 from app.ranking import MODEL_FILE, Ranker
 from app.store import ITEMS, MANIFEST, RELATIONS, USERS, CatalogRoot, CatalogVersion, Manifest
 from app.users import UserProfiles
@@ -180,8 +180,7 @@ def _read_models(
     # what decoding the table freed (7.4 GB at 10M items, in glibc's small pieces), before the
     # codes and the users take more
     release_free_memory()
-    if len(items) > content_int8_above:
-        items.content = QuantizedRows.of(items.content)
+    items.content = as_served(items.content, content_int8_above)
     users = UserProfiles.from_table(catalog.table(USERS), items)
     relations = _relations(catalog.path, len(items))
     release_free_memory()

@@ -26,6 +26,7 @@ from app.candidates.partitioned_search import KIND as PARTITIONED
 from app.candidates.partitioned_search import Partitions
 from app.items import content_rows
 from app.mapped_rows import RowGather, VectorRows, rows_between
+from app.quantized_rows import CONTENT_INT8_ABOVE, as_served
 from app.store import ITEMS, USERS, CatalogRoot, CatalogVersion
 
 COLUMNS = ("cf_vector", "content_vector")
@@ -144,7 +145,7 @@ async def _ann(
     return found, times
 
 
-async def _measure(db: Any, queries: int, k: int, seed: int) -> dict[str, Any]:
+async def _measure(db: Any, queries: int, k: int, seed: int, int8_above: int) -> dict[str, Any]:
     version = CatalogRoot(db).open()
     manifest = version.manifest
     sync_items, sync_users = version.table(ITEMS), version.table(USERS)
@@ -158,8 +159,10 @@ async def _measure(db: Any, queries: int, k: int, seed: int) -> dict[str, Any]:
         partitions = Partitions.load(version.path, column) if choice.kind == PARTITIONED else None
         vectors = served_vectors(version, sync_items, column)
         if choice.search.get("memory") or partitions is not None:
-            # served from memory: the same structure serving builds
-            memory = memory_search(vectors, choice.search, partitions)
+            # served from memory: the same structure serving builds, on the same rows
+            searched = as_served(vectors, int8_above) if column == "content_vector" else vectors
+            memory = memory_search(searched, choice.search, partitions)
+            del searched
         index = VectorIndex(table, column, choice.search, choice.k, memory=memory)
         asked = sample_queries(sync_users, column, queries, seed)
         truth = exact_top_k(sync_items, column, asked, k)
@@ -182,6 +185,13 @@ async def _measure(db: Any, queries: int, k: int, seed: int) -> dict[str, Any]:
     return report
 
 
-def ann_recall(db: Any, queries: int = 200, k: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """Recall@k of each vector column's served search against exact search, and both speeds."""
-    return asyncio.run(_measure(db, queries, k, seed))
+def ann_recall(
+    db: Any,
+    queries: int = 200,
+    k: int = 1000,
+    seed: int = 0,
+    content_int8_above: int = CONTENT_INT8_ABOVE,
+) -> dict[str, Any]:
+    """Recall@k of each vector column's served search against exact search, and both speeds
+    (exact: numpy over the float32 vectors)."""
+    return asyncio.run(_measure(db, queries, k, seed, content_int8_above))

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from app.settings import Settings
 from app.store import CatalogRoot
 from pipelines.bench import stage_latency
 from pipelines.bench_ann import ann_recall
@@ -99,7 +100,8 @@ def scale_bench(
     report["latency"] = stage_latency(db, requests, explain=False, seed=seed)
     report["latency_explain"] = stage_latency(db, requests, explain=True, seed=seed)
     report["serving_peak_rss_mib"] = _self_peak_mib()  # the in-process engine, both runs
-    report["ann"] = ann_recall(db, ann_queries, seed=seed)
+    int8_above = Settings().content_int8_above  # as the served runs above (and the server)
+    report["ann"] = ann_recall(db, ann_queries, seed=seed, content_int8_above=int8_above)
     report["http"] = http_load(db, concurrency, http_seconds, seed)
     if http_workers > 1:  # the same load on replicas on one socket (one Redis)
         report["http_workers"] = http_load(
