@@ -48,6 +48,20 @@ def as_built_before_the_file(built_catalog: Path, tmp_path: Path) -> Path:
     return root
 
 
+async def upsert_changed_and_new(
+    root: Path, runtime: Runtime, position: int, seed: int
+) -> tuple[Runtime, list[str], list[str], np.ndarray]:
+    """Upsert a new vector for the item at `position` and a new item "brand-new": the runtime
+    serving them, the ids inserted and updated, and the two unit vectors given."""
+    vectors = np.random.default_rng(seed).normal(size=(2, runtime.manifest.content_dim))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    changed = str(runtime.items.ids[position])
+    drafts = [ItemDraft(changed, "Changed"), ItemDraft("brand-new", "Brand New")]
+    upserts = ItemUpserts(await LiveDatabase.open(CatalogRoot(root).live_dir), "m", 1, 8)
+    served, inserted, updated = await upserts.apply(runtime, await upserts.record(drafts, vectors))
+    return served, inserted, updated, vectors
+
+
 def test_a_built_version_serves_its_content_vectors_mapped(built_catalog: Path) -> None:
     runtime = asyncio.run(Runtime.open(built_catalog))
     content = runtime.items.content
@@ -107,14 +121,8 @@ async def test_items_upserted_into_the_table_are_read_beside_the_file(
     assert runtime.manifest.items_table_version == CatalogRoot(root).open().table("items").version
     file = runtime.path / CONTENT_FILE
     before = file.read_bytes()
-    dim = runtime.manifest.content_dim
-    vectors = np.random.default_rng(5).normal(size=(2, dim)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    changed = str(runtime.items.ids[5])
-    drafts = [ItemDraft(changed, "Changed"), ItemDraft("brand-new", "Brand New")]
-    upserts = ItemUpserts(await LiveDatabase.open(CatalogRoot(root).live_dir), "m", 1, 8)
-    served, inserted, updated = await upserts.apply(runtime, await upserts.record(drafts, vectors))
-    assert inserted == ["brand-new"] and updated == [changed]
+    served, inserted, updated, vectors = await upsert_changed_and_new(root, runtime, 5, seed=5)
+    assert inserted == ["brand-new"] and updated == [str(runtime.items.ids[5])]
     n = len(runtime.items)
 
     reopened = await Runtime.open(root)
@@ -168,13 +176,7 @@ async def test_items_upserted_into_an_int8_catalog_are_served_exactly(
     root = tmp_path / "coded.lancedb"
     shutil.copytree(built_catalog, root, ignore=shutil.ignore_patterns("live"))
     runtime = await Runtime.open(root, content_int8_above=0)
-    dim = runtime.manifest.content_dim
-    vectors = np.random.default_rng(7).normal(size=(2, dim)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    changed = str(runtime.items.ids[3])
-    drafts = [ItemDraft(changed, "Changed"), ItemDraft("brand-new", "Brand New")]
-    upserts = ItemUpserts(await LiveDatabase.open(CatalogRoot(root).live_dir), "m", 1, 8)
-    served, _, _ = await upserts.apply(runtime, await upserts.record(drafts, vectors))
+    served, _, _, vectors = await upsert_changed_and_new(root, runtime, 3, seed=7)
     n = len(runtime.items)
     assert isinstance(served.items.content, MappedRows)
     assert isinstance(served.items.content.base, QuantizedRows)
