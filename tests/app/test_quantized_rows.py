@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.mapped_rows import MappedRows, rows_between
-from app.quantized_rows import CHUNK, STEPS, QuantizedRows
+from app.quantized_rows import CHUNK, STEPS, QuantizedRows, as_served, row_scores
 
 
 def unit_rows(n: int, d: int, seed: int) -> np.ndarray:
@@ -86,3 +86,19 @@ def test_upserted_rows_beside_the_codes_are_exact() -> None:
     np.testing.assert_array_equal(served[[3, 20]], new)
     np.testing.assert_allclose(served[[0, 4]], rows[[0, 4]], atol=1e-2)
     assert not np.array_equal(served[[0, 4]], rows[[0, 4]])  # the others are still the codes
+
+
+def test_row_scores_on_the_codes_equal_the_decoded_rows_product() -> None:
+    rows, query = unit_rows(500, 384, 8), unit_rows(1, 384, 9)[0]
+    coded = QuantizedRows.of(rows)
+    picked = np.array([499, 3, 3, 250, 0])
+    np.testing.assert_allclose(
+        row_scores(coded, picked, query), coded[picked] @ query, rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_array_equal(row_scores(rows, picked, query), rows[picked] @ query)
+
+
+def test_only_catalogs_over_the_threshold_are_coded() -> None:
+    rows = unit_rows(10, 4, 10)
+    assert as_served(rows, 10) is rows
+    assert isinstance(as_served(rows, 9), QuantizedRows)

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from app.candidates.base import SourceConfig, SourceInput, SourceResult, keep_allowed, top_k
 from app.items import ItemCatalog
+from app.quantized_rows import row_scores
 
 
 class ExplorationConfig(SourceConfig):
@@ -45,8 +46,7 @@ class Exploration:
         pool = pool[given.gate.allows(pool)]
         profile = given.user.content_vector
         if profile is not None:
-            # np.take copies the rows a third quicker than fancy indexing (memory-bound at 1M)
-            scores = np.take(self.items.content, pool, axis=0) @ profile
+            scores = row_scores(self.items.content, pool, profile)
         else:
             scores = rng.random(len(pool)).astype(np.float32)
         best = top_k(scores, self.config.limit)

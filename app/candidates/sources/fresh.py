@@ -14,6 +14,7 @@ from pydantic import Field
 
 from app.candidates.base import SourceConfig, SourceInput, SourceResult, keep_allowed, top_k
 from app.items import DAY, ItemCatalog
+from app.quantized_rows import row_scores
 
 
 class FreshConfig(SourceConfig):
@@ -48,7 +49,7 @@ class Fresh:
             return SourceResult.skip("no releases in the window")
         profile = given.user.content_vector
         if profile is not None:
-            scores = np.take(self.items.content, pool, axis=0) @ profile
+            scores = row_scores(self.items.content, pool, profile)
         else:
             age = today - self.items.released_day[pool]
             scores = (np.log1p(self.items.popularity[pool]) + 1.0 / (1.0 + age)).astype(np.float32)
