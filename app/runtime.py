@@ -183,7 +183,6 @@ def _read_models(
     items.content = as_served(items.content, content_int8_above)
     users = UserProfiles.from_table(catalog.table(USERS), items)
     relations = _relations(catalog.path, len(items))
-    release_free_memory()
     model = Ranker.load_model(catalog.path)
     explainer = None if model is None else TreeContributions.of(model, len(FEATURE_NAMES))
     return items, users, model, explainer, relations
