@@ -42,7 +42,7 @@ from pipelines.neighbours import MAX_ITEMS as MAX_NEIGHBOUR_ITEMS
 from pipelines.neighbours import WIDEST_ITEMS as WIDEST_NEIGHBOUR_ITEMS
 from pipelines.neighbours import item_neighbours
 from pipelines.ranker import collect_training_data, train_ranker
-from pipelines.resident_memory import hand_back
+from pipelines.resident_memory import hand_back, set_aside
 from pipelines.split import temporal_split
 from pipelines.stats import item_stats, user_stats
 from pipelines.steps import Reporter
@@ -251,15 +251,16 @@ def _learn_on_snapshot(
             label="snapshot ",
             later=later,
         )
-        hand_back()  # what the snapshot's steps freed, before a serving runtime is loaded
         ease_lambdas = snapshot_manifest.relations.get("ease", {}).get("lambdas")
         rng = np.random.default_rng(settings.seed)
-        with reporter.step("ranker data") as step:
+        top_rating = rating_max(raw.events)
+        # the serving runtime loaded below is the build's peak: the source's frames wait on disk
+        with reporter.step("ranker data") as step, set_aside(raw, ("items", "events"), snapshot):
             data = collect_training_data(
                 CatalogVersion.open(snapshot),
                 later,
                 settings.ranker_max_users,
-                rating_max(raw.events),
+                top_rating,
                 rng,
                 settings.ranker_negatives,
                 step,

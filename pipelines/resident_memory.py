@@ -9,9 +9,13 @@ its exact peak. On systems without /proc every reading is 0.
 from __future__ import annotations
 
 import gc
+import pickle
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from app.heap import release_free_memory
 
@@ -93,3 +97,27 @@ def hand_back() -> None:
     pieces for themselves, and the steps after it would run on top of them."""
     gc.collect()
     release_free_memory()
+
+
+@contextmanager
+def set_aside(holder: Any, names: tuple[str, ...], directory: Path) -> Iterator[None]:
+    """Inside the block, `holder`'s attributes `names` are written to a file in `directory` and
+    replaced by empty frames of the same columns, their memory handed back; on the way out
+    (an error included) they are read back and the file removed.
+
+    For a step that needs the memory more than the build needs the frames for a while: the
+    ranker data step loads a whole serving runtime (14 GB at 10M items) beside the build's
+    items and events (about 5 GB at 10M, mostly text)."""
+    path = directory / "set_aside.pickle"
+    with path.open("wb") as out:
+        pickle.dump({name: getattr(holder, name) for name in names}, out, protocol=5)
+    for name in names:
+        setattr(holder, name, getattr(holder, name).iloc[:0])
+    hand_back()
+    try:
+        yield
+    finally:
+        with path.open("rb") as file:
+            for name, value in pickle.load(file).items():
+                setattr(holder, name, value)
+        path.unlink()

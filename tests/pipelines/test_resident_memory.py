@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
+import pytest
 
 from app.store import CatalogRoot
-from pipelines.resident_memory import PeakResident, resident
+from pipelines.resident_memory import PeakResident, resident, set_aside
 from pipelines.steps import Reporter
 
 
@@ -71,3 +74,36 @@ def test_the_own_memory_peak_leaves_out_the_pages_of_a_mapped_file(tmp_path: Pat
         time.sleep(0.05)
         del held
     assert allocating.anon_mib >= start.anon + 48
+
+
+def _frames() -> SimpleNamespace:
+    items = pd.DataFrame(
+        {
+            "item_id": pd.Series(["a", "b", "c"], dtype="str"),
+            "genres": [["Drama"], [], ["Comedy", "Drama"]],
+            "released": pd.to_datetime(["2020-01-01", None, "2021-05-02"]).astype("datetime64[s]"),
+        }
+    )
+    events = pd.DataFrame({"user_id": ["u", "v"], "device": ["tv", None], "value": [1.0, np.nan]})
+    return SimpleNamespace(items=items, events=events, other="kept")
+
+
+def test_set_aside_empties_the_frames_inside_and_gives_them_back_equal(tmp_path: Path) -> None:
+    holder = _frames()
+    before_items, before_events = holder.items.copy(), holder.events.copy()
+    with set_aside(holder, ("items", "events"), tmp_path):
+        assert holder.items.empty and list(holder.items.columns) == list(before_items.columns)
+        assert holder.events.empty and holder.other == "kept"
+        assert (tmp_path / "set_aside.pickle").exists()
+    pd.testing.assert_frame_equal(holder.items, before_items)
+    pd.testing.assert_frame_equal(holder.events, before_events)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_set_aside_gives_the_frames_back_when_the_block_fails(tmp_path: Path) -> None:
+    holder = _frames()
+    before = holder.items.copy()
+    with pytest.raises(RuntimeError, match="step failed"), set_aside(holder, ("items",), tmp_path):
+        raise RuntimeError("step failed")
+    pd.testing.assert_frame_equal(holder.items, before)
+    assert list(tmp_path.iterdir()) == []
