@@ -19,12 +19,14 @@ from app.domain import RecommendationRequest, StageStatus
 from app.engine import Engine
 from app.pipeline import FAULT_POINTS
 from app.settings import Settings
+from pipelines.machine_speed import reference
 
 WARMUP = 20
 UNKNOWN_SHARE = 0.1
 
 
 async def _measure(settings: Settings, requests: int, explain: bool, seed: int) -> dict[str, Any]:
+    machine = reference()
     engine = await Engine.start(settings)
     users = engine.current.runtime.users.index
     # asked when the catalog's events end, as a live catalog is: recent releases are then
@@ -70,6 +72,7 @@ async def _measure(settings: Settings, requests: int, explain: bool, seed: int) 
         "degraded_by": degraded_by,
         "total": summary(totals),
         "stages": {name: summary(values) for name, values in stages.items()},
+        "machine_reference": machine,
     }
 
 
@@ -88,6 +91,13 @@ def markdown(report: dict[str, Any]) -> str:
         "| stage | p50 ms | p99 ms | mean ms | max ms |",
         "|---|---:|---:|---:|---:|",
     ]
+    if "machine_reference" in report:
+        ref = report["machine_reference"]
+        lines[1:1] = [
+            "",
+            f"Machine reference (`pipelines.machine_speed`, the same fixed work every run): "
+            f"Python {ref['python_ms']} ms, numpy {ref['numpy_ms']} ms.",
+        ]
     rows = [("total (server-side)", report["total"]), *report["stages"].items()]
     for name, v in rows:
         lines.append(f"| {name} | {v['p50_ms']} | {v['p99_ms']} | {v['mean_ms']} | {v['max_ms']} |")

@@ -11,3 +11,6 @@ def test_bench_reports_every_stage(built_catalog: Path) -> None:
         assert 0 <= values["p50_ms"] <= values["p99_ms"]
     table = markdown(report)
     assert "| candidates |" in table and "total (server-side)" in table
+    reference = report["machine_reference"]
+    assert reference["python_ms"] > 0 and reference["numpy_ms"] > 0
+    assert f"Python {reference['python_ms']} ms" in table
