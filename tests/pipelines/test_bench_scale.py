@@ -27,6 +27,8 @@ WRK_OUTPUT = """Running 2s test @ http://127.0.0.1:8000
   Non-2xx or 3xx responses: 4
 Requests/sec:    150.25
 Transfer/sec:    600.00KB
+Degraded answers: 30
+GraphQL error answers: 2
 """
 
 
@@ -35,6 +37,7 @@ def test_parse_wrk_reads_rate_percentiles_and_errors() -> None:
     assert row["requests_per_s"] == 150.25
     assert row["p50_ms"] == 90.5 and row["p90_ms"] == 120.25 and row["p99_ms"] == 1200.0
     assert row["requests"] == 300 and row["non_2xx"] == 4 and row["socket_errors"] == 3
+    assert row["degraded_share"] == 0.1 and row["graphql_errors"] == 2
 
 
 def test_knee_is_the_fewest_connections_near_the_best_throughput() -> None:
@@ -60,8 +63,9 @@ def test_the_knee_ignores_levels_answered_from_fallbacks() -> None:
 
 
 def test_lua_script_sends_each_user_as_a_graphql_variable() -> None:
-    script = lua_script(["u1", 'we"ird'])
+    script = lua_script(["u1", 'we"ird'], "2020-03-01T12:00:00+00:00")
     assert '"u1", "we\\"ird"' in script
+    assert '"at": "2020-03-01T12:00:00+00:00"' in script and "context: {at: $at}" in script
     assert "recommendations(userId: $u" in script and 'wrk.method = "POST"' in script
 
 
@@ -111,6 +115,7 @@ def test_scale_bench_at_a_tiny_size_writes_json_markdown_and_png(
     else:
         assert [r["connections"] for r in http["rows"]] == [1, 2]
         assert all(r["requests"] > 0 and r["non_2xx"] == 0 for r in http["rows"])
+        assert all(r["graphql_errors"] == 0 for r in http["rows"])  # dated answers, not errors
         assert all(r["server_cpu_ms_per_request"] > 0 for r in http["rows"])
         assert all(0 <= r["degraded_share"] <= 1 for r in http["rows"])
         # which level is the knee depends on the machine's load (the known answers are above)
@@ -118,6 +123,7 @@ def test_scale_bench_at_a_tiny_size_writes_json_markdown_and_png(
         workers = written["http_workers"]  # the same load on `serve --workers 2` and a Redis
         assert workers["workers"] == 2 and [r["connections"] for r in workers["rows"]] == [1, 2]
         assert all(r["requests"] > 0 and r["non_2xx"] == 0 for r in workers["rows"])
+        assert all(r["graphql_errors"] == 0 for r in workers["rows"])
         assert all(r["redis_cpu_ms_per_request"] >= 0 for r in workers["rows"])
         assert "2 worker processes" in (out / "bench.md").read_text()
     assert (out / PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
