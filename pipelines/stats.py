@@ -11,8 +11,11 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.stats import rankdata
 
+from app.mapped_rows import rows_between
+
 DAY = 86_400.0
 TOP_GENRES = 5
+PROFILE_BLOCK_ROWS = 262_144  # content rows read at once for the profiles: 384 MB of float32
 
 
 @dataclass
@@ -83,6 +86,24 @@ class UserStats:
     content_profile: np.ndarray  # (n_users, dim), L2-normalised, zero rows when nothing endorsed
 
 
+def endorsed_sum(
+    endorse: sp.csr_matrix, vectors: np.ndarray, block: int = PROFILE_BLOCK_ROWS
+) -> np.ndarray:
+    """`endorse @ vectors` (users x items times items x dim) as float32, reading `vectors` a
+    block of rows at a time, in order. At catalog scale the vectors are a mapped file larger
+    than the page cache, and the product taken at once read a row for every endorsement at
+    random: at 10M items, under the build's memory pressure, the full build's stats step took
+    over 15 minutes reading the 15 GB file at 670 MB/s."""
+    by_item = endorse.tocsc()
+    out = np.zeros((endorse.shape[0], vectors.shape[1]), dtype=np.float32)
+    for start in range(0, vectors.shape[0], block):
+        stop = min(start + block, vectors.shape[0])
+        part = by_item[:, start:stop]
+        if part.nnz:
+            out += np.asarray(part @ rows_between(vectors, start, stop), dtype=np.float32)
+    return out
+
+
 def user_stats(
     events: pd.DataFrame,
     weights: np.ndarray,
@@ -116,7 +137,7 @@ def user_stats(
         dtype=np.float32,
     )
     endorse.sum_duplicates()
-    profile = np.asarray(endorse @ content_vectors, dtype=np.float32)
+    profile = endorsed_sum(endorse, content_vectors)
     norms = np.linalg.norm(profile, axis=1, keepdims=True)
     profile = np.divide(profile, norms, out=np.zeros_like(profile), where=norms > 0)
 

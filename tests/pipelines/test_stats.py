@@ -3,11 +3,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.events import EVENT_TYPES, event_weights
-from pipelines.stats import DAY, item_stats, user_stats
+from pipelines.stats import DAY, endorsed_sum, item_stats, user_stats
 
 T0 = 1_700_000_000 - 1_700_000_000 % int(DAY)  # midnight UTC
 HOUR = 3_600
@@ -256,3 +257,19 @@ def test_user_stats_invariants(rows, recent):
         )
         assert norm == pytest.approx(1.0 if endorsed_vector else 0.0, abs=1e-5)
         assert sum(stats.genre_shares[u]) == pytest.approx(1.0 if endorsed else 0.0, abs=1e-3)
+
+
+def test_endorsed_sum_a_block_at_a_time_equals_the_whole_product(tmp_path) -> None:
+    """Read from a mapped file in blocks of rows (one block with no endorsement at all), the
+    sum equals the product taken at once."""
+    rng = np.random.default_rng(5)
+    vectors = rng.standard_normal((23, 6)).astype(np.float32)
+    np.save(tmp_path / "v.npy", vectors)
+    mapped = np.load(tmp_path / "v.npy", mmap_mode="r")
+    dense = rng.random((9, 23)).astype(np.float32) * (rng.random((9, 23)) < 0.3)
+    dense[:, 14:21] = 0.0  # the block of rows 14..20 (block=7) is endorsed by nobody
+    endorse = sp.csr_matrix(dense)
+    for block in (1, 7, 23, 100):
+        got = endorsed_sum(endorse, mapped, block=block)
+        assert got.dtype == np.float32 and got.shape == (9, 6)
+        np.testing.assert_allclose(got, dense @ vectors, rtol=1e-5, atol=1e-6)
