@@ -129,9 +129,9 @@ class Pipeline:
             ItemToItem(c.item_to_item, items, runtime.cf_index, runtime.content_index),
             ItemKnn(c.item_knn, runtime.relations.get("item_knn")),
             Ease(c.ease, runtime.relations.get("ease")),
-            Fresh(c.fresh, items),
+            Fresh(c.fresh, items, runtime.content_index.memory),
             Popular(c.popular, items, trending),
-            Exploration(c.exploration, items),
+            Exploration(c.exploration, items, runtime.content_index.memory),
         ]
         faults = faults or {}
         return cls(

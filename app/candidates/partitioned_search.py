@@ -24,8 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from app.candidates.base import top_k
 from app.candidates.memory_search import InMemorySearch
 from app.mapped_rows import VectorRows, rows_between
+from app.quantized_rows import row_scores
 
 KIND = "partitioned"  # the manifest's index kind for this search
 PROJECT_CHUNK = 65_536  # rows projected at a time while loading (bounds the temporary copy)
@@ -104,13 +106,27 @@ class PartitionedSearch(InMemorySearch):
         self.offsets = np.concatenate([[0], np.cumsum(np.bincount(known, minlength=p))])
         # read in item order, written in partition order: gathering the rows in partition order
         # faulted a mapped file in at random (at 10M items, hours)
-        position = np.empty(n, dtype=np.int64)
+        position = np.empty(n, dtype=np.int32 if n < 2**31 else np.int64)
         position[self.order] = np.arange(n)
+        self.position = position  # each item_index's row of `projected`
         projected = np.empty((n, self.projection.shape[1]), dtype=np.float32)
         for start in range(0, n, PROJECT_CHUNK):
             block = rows_between(vectors, start, start + PROJECT_CHUNK)
             projected[position[start : start + len(block)]] = block @ self.projection
         self.projected = projected
+
+    def best_of(self, rows: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k of `rows` (item_index) with the largest dot products with `query`, best first,
+        and those products: every row scored on its projection, the `refine` x k best of them
+        again on the full vectors (as `nearest` refines a scan)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.refine * k < len(rows):
+            reduced = np.asarray(query, dtype=np.float32) @ self.projection
+            rough = np.take(self.projected, self.position[rows], axis=0) @ reduced
+            rows = rows[top_k(rough, self.refine * k)]
+        exact = row_scores(self.vectors, rows, query)
+        best = top_k(exact, k)
+        return rows[best], exact[best]
 
     def _nearest(
         self,

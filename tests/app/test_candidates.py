@@ -774,3 +774,30 @@ async def test_relation_sources_skip_without_relations_or_history():
         )
         assert missing.skipped and not len(missing)
         assert (await source(SourceInput(request(), user(recent=[]), gate))).skipped
+
+
+async def test_fresh_and_exploration_score_through_a_partitioned_content_search(world):
+    """With the build's partitioned content search, the sampled sources score their samples on
+    its projection and refine: a projection that keeps every direction gives the exact answer;
+    a lossy one still reports exact scores, best first."""
+    from app.candidates.partitioned_search import PartitionedSearch, Partitions
+
+    _, items = world
+    content = np.asarray(items.content, dtype=np.float32)
+    one = Partitions(content[:1], np.eye(CONTENT_DIM, dtype=np.float32), np.zeros(N, np.int32))
+    lossy = Partitions(one.centroids, np.eye(CONTENT_DIM, 2, dtype=np.float32), one.partition_of)
+    profile = items.content[2]
+    state = user(content_vector=profile)
+    gate = ItemGate.for_request(request(), state, items, True)
+    given = SourceInput(request(), state, gate)
+    fresh = FreshConfig(limit=5, window_days=400, sample=60)
+    tail = ExplorationConfig(limit=5, sample=80)
+    for make, config in ((Fresh, fresh), (Exploration, tail)):
+        exact = await make(config, items)(given)
+        whole = PartitionedSearch(content, one, nprobes=1, refine=1)
+        projected = await make(config, items, whole)(given)
+        assert len(exact) == 5 and projected.items.tolist() == exact.items.tolist()
+        np.testing.assert_allclose(projected.scores, exact.scores, rtol=1e-5)
+        rough = await make(config, items, PartitionedSearch(content, lossy, 1, refine=2))(given)
+        assert len(rough) == 5 and (np.diff(rough.scores) <= 0).all()
+        np.testing.assert_allclose(rough.scores, content[rough.items] @ profile, rtol=1e-5)

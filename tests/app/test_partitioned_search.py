@@ -116,3 +116,42 @@ def test_refines_the_best_rough_scores_of_the_probed_partitions(
         a > b or (a == b and i < j)
         for a, b, i, j in zip(scores[:-1], scores[1:], items[:-1], items[1:], strict=True)
     )
+
+
+def test_best_of_given_rows_is_exact_when_the_projection_keeps_everything() -> None:
+    vectors, partitions = three_clusters()
+    search = PartitionedSearch(vectors, partitions, nprobes=1, refine=2)
+    rows = np.arange(50, 250, 3)  # items of every partition, not in item order's blocks
+    query = unit(np.array([0.2, 1.0, 0.1]))
+    found, scores = search.best_of(rows, query, 7)
+    expected = rows[np.argsort(-(vectors[rows] @ query), kind="stable")[:7]]
+    assert found.tolist() == expected.tolist()
+    np.testing.assert_allclose(scores, vectors[expected] @ query, rtol=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 500),
+    st.integers(1, 40),
+    st.integers(1, 3),
+    st.integers(0, 2**32 - 1),
+)
+def test_best_of_refines_the_best_projected_scores_of_the_given_rows(
+    n: int, k: int, refine: int, seed: int
+) -> None:
+    """Of the given rows: the refine x k best projected scores re-scored exactly, the k best of
+    those, best first (continuous random vectors: no ties)."""
+    rng = np.random.default_rng(seed)
+    vectors = unit(rng.normal(size=(n, 8)))
+    projection = np.linalg.qr(rng.normal(size=(8, 3)))[0].astype(np.float32)
+    centroids = unit(rng.normal(size=(4, 8)))
+    partitions = Partitions(centroids, projection, nearest_centroid(vectors, centroids))
+    search = PartitionedSearch(vectors, partitions, nprobes=2, refine=refine)
+    rows = np.sort(rng.choice(n, size=int(rng.integers(0, n + 1)), replace=False))
+    query = unit(rng.normal(size=8))
+    found, scores = search.best_of(rows, query, k)
+    rough = (vectors[rows] @ projection) @ (query @ projection)
+    kept = rows[np.argsort(-rough)[: refine * k]]
+    expected = kept[np.argsort(-(vectors[kept] @ query))[:k]]
+    assert found.tolist() == expected.tolist()
+    np.testing.assert_allclose(scores, vectors[expected] @ query, rtol=1e-5, atol=1e-6)

@@ -11,8 +11,9 @@ import numpy as np
 from pydantic import Field
 
 from app.candidates.base import SourceConfig, SourceInput, SourceResult, keep_allowed, top_k
+from app.candidates.memory_search import InMemorySearch
+from app.candidates.profile_fit import best_fit
 from app.items import ItemCatalog
-from app.quantized_rows import row_scores
 
 
 class ExplorationConfig(SourceConfig):
@@ -30,9 +31,12 @@ class ExplorationConfig(SourceConfig):
 class Exploration:
     name: ClassVar[str] = "exploration"
 
-    def __init__(self, config: ExplorationConfig, items: ItemCatalog) -> None:
+    def __init__(
+        self, config: ExplorationConfig, items: ItemCatalog, content: InMemorySearch | None = None
+    ) -> None:
         self.config = config
         self.items = items
+        self.content = content  # the content column's in-memory search, if the build chose one
         pct = items.popularity_pct
         self._tail = np.flatnonzero(
             (pct <= config.max_popularity_pct) & (pct >= config.min_popularity_pct)
@@ -46,8 +50,10 @@ class Exploration:
         pool = pool[given.gate.allows(pool)]
         profile = given.user.content_vector
         if profile is not None:
-            scores = row_scores(self.items.content, pool, profile)
-        else:
-            scores = rng.random(len(pool)).astype(np.float32)
+            found, scores = best_fit(
+                self.items.content, self.content, pool, profile, self.config.limit
+            )
+            return SourceResult(found, scores)
+        scores = rng.random(len(pool)).astype(np.float32)
         best = top_k(scores, self.config.limit)
         return keep_allowed(SourceResult(pool[best], scores[best]), given.gate, self.config.limit)

@@ -13,8 +13,9 @@ import numpy as np
 from pydantic import Field
 
 from app.candidates.base import SourceConfig, SourceInput, SourceResult, keep_allowed, top_k
+from app.candidates.memory_search import InMemorySearch
+from app.candidates.profile_fit import best_fit
 from app.items import DAY, ItemCatalog
-from app.quantized_rows import row_scores
 
 
 class FreshConfig(SourceConfig):
@@ -29,9 +30,12 @@ class FreshConfig(SourceConfig):
 class Fresh:
     name: ClassVar[str] = "fresh"
 
-    def __init__(self, config: FreshConfig, items: ItemCatalog) -> None:
+    def __init__(
+        self, config: FreshConfig, items: ItemCatalog, content: InMemorySearch | None = None
+    ) -> None:
         self.config = config
         self.items = items
+        self.content = content  # the content column's in-memory search, if the build chose one
         released = np.nan_to_num(items.released_day, nan=-np.inf)
         self._order = np.argsort(released, kind="stable")
         self._sorted_days = released[self._order]
@@ -49,9 +53,11 @@ class Fresh:
             return SourceResult.skip("no releases in the window")
         profile = given.user.content_vector
         if profile is not None:
-            scores = row_scores(self.items.content, pool, profile)
-        else:
-            age = today - self.items.released_day[pool]
-            scores = (np.log1p(self.items.popularity[pool]) + 1.0 / (1.0 + age)).astype(np.float32)
+            found, scores = best_fit(
+                self.items.content, self.content, pool, profile, self.config.limit
+            )
+            return SourceResult(found, scores)
+        age = today - self.items.released_day[pool]
+        scores = (np.log1p(self.items.popularity[pool]) + 1.0 / (1.0 + age)).astype(np.float32)
         best = top_k(scores, self.config.limit)
         return keep_allowed(SourceResult(pool[best], scores[best]), given.gate, self.config.limit)
