@@ -170,6 +170,43 @@ def advise_random(matrix: VectorRows) -> None:
         mapped._mmap.madvise(mmap.MADV_RANDOM)  # type: ignore[attr-defined]
 
 
+# Linux 5.14+: fault every page of a mapping in at once, for reading (not in Python's mmap module)
+MADV_POPULATE_READ = 22
+POPULATE_SHARE = 0.25  # of the memory available: a larger mapped file stays faulted in by use
+
+
+def populate(matrix: VectorRows, share: float = POPULATE_SHARE) -> bool:
+    """Map every page of a mapped matrix into this process now, when its file takes at most
+    `share` of the memory available; True if it did. A new process otherwise takes a page fault
+    for every few rows it reads first, though the file is in the page cache: at 1M items 200
+    random content rows took 0.94 ms on first reading and 0.14 ms after, for a server's first
+    thousands of requests; mapping the 1.5 GB file took 0.39 s. A file not cached yet is read."""
+    mapped = _whole_file_map(matrix.base if isinstance(matrix, MappedRows) else matrix)
+    if mapped is None or not hasattr(mapped, "_mmap"):
+        return False
+    size = len(mapped._mmap)  # type: ignore[attr-defined]
+    available = _available_bytes()
+    if available is None or size > share * available:
+        return False
+    try:
+        mapped._mmap.madvise(MADV_POPULATE_READ)  # type: ignore[attr-defined]
+    except (OSError, ValueError, AttributeError):  # an older kernel, or no madvise here
+        return False
+    return True
+
+
+def _available_bytes() -> int | None:
+    """The kernel's estimate of memory available without swapping (MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
 def rows_between(matrix: VectorRows, start: int, stop: int) -> np.ndarray:
     """Rows start..stop as one array. From a mapped file they are read with one sequential
     read, not faulted in a page at a time (the mapping is advised random: see advise_random)."""

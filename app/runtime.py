@@ -25,6 +25,7 @@ from app.features import FEATURE_NAMES
 from app.heap import release_free_memory
 from app.item_relations import DenseRelations, ItemRelations, NeighbourRelations
 from app.items import ItemCatalog
+from app.mapped_rows import populate
 from app.quantized_rows import CONTENT_INT8_ABOVE, as_served
 from app.ranking import MODEL_FILE, Ranker
 from app.store import ITEMS, MANIFEST, RELATIONS, USERS, CatalogRoot, CatalogVersion, Manifest
@@ -181,6 +182,7 @@ def _read_models(
     # codes and the users take more
     release_free_memory()
     items.content = as_served(items.content, content_int8_above)
+    populate(items.content)  # served from the mapped file (not as codes): its pages mapped now
     users = UserProfiles.from_table(catalog.table(USERS), items)
     relations = _relations(catalog.path, len(items))
     model = Ranker.load_model(catalog.path)
@@ -267,4 +269,6 @@ def _array(path: Path, rows: int | None = None, mapped: bool = False) -> np.ndar
     # fewer rows than items is fine: items upserted after the build come last, unrelated
     if rows is not None and array.shape[0] > rows:
         raise CatalogError(f"{path} has {array.shape[0]} rows for {rows} items; rebuild")
+    if mapped:
+        populate(array)  # if small beside the memory available: no page faults while serving
     return array

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from app.candidates.memory_search import NormOrderedSearch
 from app.candidates.partitioned_search import PartitionedSearch
-from app.mapped_rows import MappedRows
+from app.mapped_rows import MappedRows, advise_random, populate
 from pipelines.partitions import fit_partitions
 
 
@@ -122,3 +123,29 @@ def test_rows_between_reads_a_mapped_file_as_the_map_does(tmp_path) -> None:
     expected[[8, 50, 51]] = 1.0
     for start, stop in [(0, 52), (5, 9), (49, 52), (9, 20)]:
         np.testing.assert_array_equal(rows_between(held, start, stop), expected[start:stop])
+
+
+def _faults_reading(matrix: np.ndarray, rows: np.ndarray) -> int:
+    out = np.empty((1, matrix.shape[1]), dtype=matrix.dtype)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for row in rows.tolist():
+        np.take(matrix, [row], axis=0, out=out)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+def test_populate_maps_a_small_file_s_pages_in_before_any_read(tmp_path: Path) -> None:
+    # 16 MB: 4,096 pages (a fault may map many cached pages around it: 15 faults read 4 MB here)
+    rows = np.random.default_rng(3).normal(size=(16_384, 256)).astype(np.float32)
+    np.save(tmp_path / "v.npy", rows)
+    every_page = np.random.default_rng(4).permutation(np.arange(0, 16_384, 4))  # a row a page
+    cold = np.load(tmp_path / "v.npy", mmap_mode="r")
+    advise_random(cold)
+    faulted = _faults_reading(cold, every_page)
+    warm = np.load(tmp_path / "v.npy", mmap_mode="r")
+    advise_random(warm)
+    assert populate(warm)
+    assert _faults_reading(warm, every_page) * 10 < faulted
+    np.testing.assert_array_equal(np.take(warm, every_page, axis=0), rows[every_page])
+    # too large beside the memory available, or not a mapped file: left alone
+    assert not populate(np.load(tmp_path / "v.npy", mmap_mode="r"), share=1e-9)
+    assert not populate(rows)
