@@ -5,14 +5,18 @@ Layout of a catalog root (`Settings.db_path`):
     CURRENT                 the serving version's id, replaced atomically (os.replace)
     versions/<id>/          one complete build: LanceDB tables items, users, events,
                             manifest.json, content_vector.npy (the items' content vectors,
-                            memory-mapped when served) and model files (numpy .npy, CatBoost .cbm)
+                            memory-mapped when served) and model files (numpy .npy, CatBoost .cbm);
+                            until it is published, also .building (the building process's id)
     .build-<pid>-<n>/       a running build's scratch files (pipelines.content_file)
     live/                   what the server was told since: LanceDB tables events (every
                             acknowledged event) and items (every upserted item); it outlives
                             versions, and each new version is brought up to date from it
 
 A build writes a new version directory and only then points CURRENT at it, so a failed build
-never replaces a good catalog, and a server reading CURRENT sees one consistent version.
+never replaces a good catalog, and a server reading CURRENT sees one consistent version. A build
+that dies unannounced (SIGKILL, the OOM killer) leaves its version unfinished, up to 19 GB at
+10M items: the next build removes it, and pruning neither counts nor touches versions a running
+build is still writing.
 """
 
 from __future__ import annotations
@@ -46,6 +50,10 @@ RELATIONS = {
 CONTENT_FILE = "content_vector.npy"
 CURRENT = "CURRENT"
 LIVE = "live"
+BUILDING = ".building"  # in a version directory until published: the building process's id
+# An unpublished version without BUILDING (made before it existed) counts as abandoned only
+# once it has not changed for this long.
+UNMARKED_GRACE_S = 3600.0
 CONTENT_DIM = 384
 
 
@@ -190,8 +198,40 @@ class CatalogRoot:
                 path.mkdir()
             except FileExistsError:
                 continue
+            (path / BUILDING).write_text(f"{os.getpid()}\n")
             return version, path
         raise CatalogError(f"cannot reserve a new version directory in {self.versions_dir}")
+
+    def building(self, version: str) -> bool:
+        """Whether a running process on this machine is still building `version`."""
+        marker = self.versions_dir / version / BUILDING
+        try:
+            pid = marker.read_text().strip()
+        except OSError:
+            return False
+        return pid.isdigit() and process_running(int(pid))
+
+    def abandoned(self) -> list[str]:
+        """Unpublished versions whose build died: marked by a process no longer running, or
+        (made before the marker) holding no manifest and unchanged for UNMARKED_GRACE_S."""
+        if not self.versions_dir.exists():
+            return []
+        current, found = self.current(), []
+        for path in sorted(p for p in self.versions_dir.iterdir() if p.is_dir()):
+            if path.name == current or self.building(path.name):
+                continue
+            marked = (path / BUILDING).exists()
+            unchanged_s = time.time() - path.stat().st_mtime
+            if marked or (not (path / MANIFEST).exists() and unchanged_s > UNMARKED_GRACE_S):
+                found.append(path.name)
+        return found
+
+    def remove_abandoned(self) -> list[str]:
+        """Delete the versions of builds that died (see `abandoned`); returns the removed."""
+        removed = self.abandoned()
+        for version in removed:
+            shutil.rmtree(self.versions_dir / version, ignore_errors=True)
+        return removed
 
     def current(self) -> str | None:
         pointer = self.path / CURRENT
@@ -204,6 +244,7 @@ class CatalogRoot:
         """Point CURRENT at `version` atomically; the version must hold a manifest."""
         if not (self.versions_dir / version / MANIFEST).exists():
             raise CatalogError(f"version {version} has no {MANIFEST}; refusing to publish it")
+        (self.versions_dir / version / BUILDING).unlink(missing_ok=True)  # finished
         tmp = self.path / f".{CURRENT}.{os.getpid()}.tmp"
         tmp.write_text(version + "\n")
         with open(tmp, "rb") as handle:
@@ -216,11 +257,16 @@ class CatalogRoot:
             shutil.rmtree(self.versions_dir / version, ignore_errors=True)
 
     def prune(self, keep: int) -> list[str]:
-        """Delete the oldest versions beyond `keep`, never the serving one; returns the removed."""
+        """Delete the oldest published versions beyond `keep`, never the serving one nor one a
+        running build is writing; returns the removed."""
         if not self.versions_dir.exists():
             return []
         current = self.current()
-        versions = sorted(p.name for p in self.versions_dir.iterdir() if p.is_dir())
+        versions = sorted(
+            p.name
+            for p in self.versions_dir.iterdir()
+            if p.is_dir() and (p / MANIFEST).exists() and not (p / BUILDING).exists()
+        )
         removable = [v for v in versions if v != current]
         excess = len(versions) - keep
         removed = removable[: max(0, excess)]
@@ -261,6 +307,17 @@ class CatalogVersion:
             return self.db.open_table(name)
         except (ValueError, FileNotFoundError) as exc:
             raise CatalogError(f"table '{name}' is missing from {self.path}") from exc
+
+
+def process_running(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_manifest(path: Path, manifest: Manifest) -> None:

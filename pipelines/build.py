@@ -163,6 +163,7 @@ def build_catalog(
 
     root = CatalogRoot(settings.db_path)
     root.path.mkdir(parents=True, exist_ok=True)
+    abandoned = root.remove_abandoned()  # versions of builds that died unannounced
     version, path = root.new_version()
     try:
         vectors, text_model = content_vectors(raw, settings, reporter, path / CONTENT_FILE, scratch)
@@ -188,6 +189,8 @@ def build_catalog(
             root.publish(version)
             removed = root.prune(settings.keep_versions)
             step.note = f"{version} now serving" + (f", pruned {len(removed)}" if removed else "")
+            if abandoned:
+                step.note += f", removed {len(abandoned)} abandoned by dead builds"
     except BaseException:
         root.discard(version)
         raise

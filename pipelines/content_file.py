@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from app.store import process_running
+
 CHUNK_ROWS = 65_536
 SCRATCH_PREFIX = ".build-"  # a build's scratch directory in the catalog root
 
@@ -50,20 +52,10 @@ def remove_orphans(root: Path) -> list[Path]:
     removed = []
     for path in root.glob(f"{SCRATCH_PREFIX}*"):
         pid = path.name[len(SCRATCH_PREFIX) :].partition("-")[0]
-        if pid.isdigit() and not _running(int(pid)):
+        if pid.isdigit() and not process_running(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def allocate(rows: int, dim: int, file: Path | None) -> np.ndarray:

@@ -18,7 +18,7 @@ import pytest
 from app.errors import InputError
 from app.runtime import Runtime
 from app.settings import Settings
-from app.store import CONTENT_FILE, CURRENT, CatalogRoot
+from app.store import BUILDING, CONTENT_FILE, CURRENT, CatalogRoot
 from pipelines import build as build_module
 from pipelines.build import build, build_catalog
 from pipelines.ingest import load_source
@@ -82,7 +82,15 @@ def test_failed_build_keeps_the_good_catalog(tmp_path: Path, generated_source: P
     good = tmp_path / "good_source"
     shutil.copytree(generated_source, good)
     settings = Settings(db_path=tmp_path / "db", train_ranker=False)
+    # a build killed before it published (SIGKILL): its half-written version goes
+    killed = subprocess.Popen([sys.executable, "-c", "pass"])
+    killed.wait()
+    half = settings.db_path / "versions" / "v20240101-000000-000"
+    half.mkdir(parents=True)
+    (half / BUILDING).write_text(f"{killed.pid}\n")
+    (half / "content_vector.npy").write_bytes(b"half written")
     first = build(good, "generic", settings)
+    assert not half.exists()
     bad = tmp_path / "bad_source"
     shutil.copytree(generated_source, bad)
     events = pq.read_table(bad / "events.parquet").to_pandas()
