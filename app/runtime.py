@@ -137,7 +137,10 @@ class Runtime:
             lambda: (
                 memory_search(items.cf, self.cf_index.search, self.cf_index.partitions),
                 memory_search(
-                    items.content, self.content_index.search, self.content_index.partitions
+                    items.content,
+                    self.content_index.search,
+                    self.content_index.partitions,
+                    self.content_index.memory,
                 ),
             )
         )

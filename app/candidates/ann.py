@@ -75,12 +75,19 @@ class VectorIndex:
 
 
 def memory_search(
-    vectors: VectorRows, search: dict[str, int], partitions: Partitions | None = None
+    vectors: VectorRows,
+    search: dict[str, int],
+    partitions: Partitions | None = None,
+    previous: InMemorySearch | None = None,
 ) -> InMemorySearch | None:
     """The in-memory search the manifest asks for: partitioned (given its partitions), exact
-    ({"memory": 1}), or none (LanceDB)."""
+    ({"memory": 1}), or none (LanceDB). `previous`: the search of the same column it replaces
+    (items upserted), whose unchanged work a partitioned search reuses."""
     if partitions is not None:
-        return PartitionedSearch(vectors, partitions, search["nprobes"], search.get("refine", 2))
+        before = previous if isinstance(previous, PartitionedSearch) else None
+        return PartitionedSearch(
+            vectors, partitions, search["nprobes"], search.get("refine", 2), before
+        )
     if not search.get("memory"):
         return None
     return NormOrderedSearch(vectors, search.get("max_rows"))

@@ -26,7 +26,7 @@ import numpy as np
 
 from app.candidates.base import top_k
 from app.candidates.memory_search import InMemorySearch
-from app.mapped_rows import VectorRows, rows_between
+from app.mapped_rows import MappedRows, VectorRows, rows_between
 from app.quantized_rows import row_scores
 
 KIND = "partitioned"  # the manifest's index kind for this search
@@ -89,8 +89,15 @@ class PartitionedSearch(InMemorySearch):
     """Top-k dot products over `vectors` (n, d): `nprobes` partitions scanned, `refine` x k kept."""
 
     def __init__(
-        self, vectors: VectorRows, partitions: Partitions, nprobes: int, refine: int
+        self,
+        vectors: VectorRows,
+        partitions: Partitions,
+        nprobes: int,
+        refine: int,
+        previous: PartitionedSearch | None = None,
     ) -> None:
+        """`previous`: the search this one replaces (items upserted while serving); the rows it
+        projected that have not changed are copied from it instead of projected again."""
         super().__init__()
         n = len(vectors)
         known = partitions.partition_of[:n]
@@ -110,9 +117,20 @@ class PartitionedSearch(InMemorySearch):
         position[self.order] = np.arange(n)
         self.position = position  # each item_index's row of `projected`
         projected = np.empty((n, self.projection.shape[1]), dtype=np.float32)
+        redo = _rows_to_project(previous, vectors, partitions)
         for start in range(0, n, PROJECT_CHUNK):
-            block = rows_between(vectors, start, start + PROJECT_CHUNK)
-            projected[position[start : start + len(block)]] = block @ self.projection
+            stop = min(n, start + PROJECT_CHUNK)
+            if redo is None or previous is None:
+                block = rows_between(vectors, start, stop) @ self.projection
+            else:
+                items = np.arange(start, stop)
+                fresh = redo[start:stop]
+                block = np.empty((stop - start, self.projection.shape[1]), dtype=np.float32)
+                old = items[~fresh]
+                block[~fresh] = previous.projected[previous.position[old]]
+                if fresh.any():
+                    block[fresh] = np.take(vectors, items[fresh], axis=0) @ self.projection
+            projected[position[start:stop]] = block
         self.projected = projected
 
     def best_of(self, rows: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -157,3 +175,25 @@ class PartitionedSearch(InMemorySearch):
             items, exact = items[best], exact[best]
         order = np.lexsort((items, -exact))  # equal scores: lower item_index first
         return items[order], exact[order], scanned
+
+
+def _rows_to_project(
+    previous: PartitionedSearch | None, vectors: VectorRows, partitions: Partitions
+) -> np.ndarray | None:
+    """Which of `vectors`' rows (a bool per item_index) may differ from the rows `previous`
+    projected, when the others can be copied from it: both read the same base matrix (the
+    version's file or codes) with rows held beside it (app.mapped_rows.MappedRows), onto the
+    same projection. None when that cannot be told: every row is projected."""
+    if previous is None or previous.projection is not partitions.projection:
+        return None
+    new, old = vectors, previous.vectors
+    new_base = new.base if isinstance(new, MappedRows) else new
+    old_base = old.base if isinstance(old, MappedRows) else old
+    if new_base is not old_base:
+        return None
+    redo = np.zeros(len(new), dtype=bool)
+    redo[len(old) :] = True  # appended since
+    for held in (new, old):  # rows either holds beside the base
+        if isinstance(held, MappedRows):
+            redo[held.positions[held.positions < len(new)]] = True
+    return redo

@@ -155,3 +155,39 @@ def test_best_of_refines_the_best_projected_scores_of_the_given_rows(
     expected = kept[np.argsort(-(vectors[kept] @ query))[:k]]
     assert found.tolist() == expected.tolist()
     np.testing.assert_allclose(scores, vectors[expected] @ query, rtol=1e-5, atol=1e-6)
+
+
+def test_a_search_over_upserted_rows_copies_the_unchanged_projections_of_the_one_it_replaces(
+    tmp_path,
+) -> None:
+    """Items upserted while serving: the new search projects only the rows replaced or appended
+    (held beside the mapped file) and copies the others from the search it replaces; it is the
+    search made from scratch."""
+    from app.mapped_rows import MappedRows
+
+    rng = np.random.default_rng(7)
+    np.save(tmp_path / "v.npy", unit(rng.normal(size=(200, 8))))
+    base = np.load(tmp_path / "v.npy", mmap_mode="r")
+    projection = np.linalg.qr(rng.normal(size=(8, 3)))[0].astype(np.float32)
+    centroids = unit(rng.normal(size=(5, 8)))
+    partitions = Partitions(centroids, projection, nearest_centroid(base, centroids))
+    first = MappedRows(base, np.array([3]), unit(rng.normal(size=(1, 8))))
+    before = PartitionedSearch(first, partitions, nprobes=2, refine=2)
+    marker = 12345.0  # copied rows keep what the old search held, computed ones do not
+    before.projected[before.position[[10, 3]]] = marker
+    grown = first.with_rows(np.array([7, 200, 201]), unit(rng.normal(size=(3, 8))))
+    after = PartitionedSearch(grown, partitions, nprobes=2, refine=2, previous=before)
+    assert (after.projected[after.position[10]] == marker).all()  # unchanged: copied
+    assert not (after.projected[after.position[[3, 7, 200, 201]]] == marker).any()
+    after.projected[after.position[10]] = before.projected[before.position[10]] = 0.0
+    scratch = PartitionedSearch(grown, partitions, nprobes=2, refine=2)
+    scratch.projected[scratch.position[10]] = 0.0
+    np.testing.assert_array_equal(after.order, scratch.order)
+    np.testing.assert_array_equal(after.offsets, scratch.offsets)
+    np.testing.assert_allclose(after.projected, scratch.projected, rtol=1e-5, atol=1e-6)
+    query = unit(rng.normal(size=8))
+    assert after.nearest(query, 20)[0].tolist() == scratch.nearest(query, 20)[0].tolist()
+    # another projection (a rebuilt index): nothing is copied
+    other = Partitions(centroids, projection.copy(), partitions.partition_of)
+    again = PartitionedSearch(grown, other, nprobes=2, refine=2, previous=before)
+    assert not (again.projected == marker).any()
