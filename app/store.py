@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,7 @@ RELATIONS = {
 CONTENT_FILE = "content_vector.npy"
 CURRENT = "CURRENT"
 LIVE = "live"
-BUILDING = ".building"  # in a version directory until published: the building process's id
+BUILDING = ".building"  # in a version directory until published: "<pid> <host>" of its build
 # An unpublished version without BUILDING (made before it existed) counts as abandoned only
 # once it has not changed for this long.
 UNMARKED_GRACE_S = 3600.0
@@ -198,17 +199,20 @@ class CatalogRoot:
                 path.mkdir()
             except FileExistsError:
                 continue
-            (path / BUILDING).write_text(f"{os.getpid()}\n")
+            (path / BUILDING).write_text(f"{os.getpid()} {socket.gethostname()}\n")
             return version, path
         raise CatalogError(f"cannot reserve a new version directory in {self.versions_dir}")
 
     def building(self, version: str) -> bool:
-        """Whether a running process on this machine is still building `version`."""
+        """Whether a process is still building `version`: one running on this machine, or any
+        on another (a catalog root on a shared filesystem: its processes cannot be seen)."""
         marker = self.versions_dir / version / BUILDING
         try:
-            pid = marker.read_text().strip()
+            pid, _, host = marker.read_text().strip().partition(" ")
         except OSError:
             return False
+        if host and host != socket.gethostname():
+            return True
         return pid.isdigit() and process_running(int(pid))
 
     def abandoned(self) -> list[str]:

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -94,6 +95,10 @@ def test_a_dead_build_s_version_is_removed_and_a_running_one_is_left_alone(tmp_p
     old = time.time() - UNMARKED_GRACE_S - 60
     os.utime(unmarked_path, (old, old))
     assert root.building(running) and not root.building(dead) and not root.building(serving)
+    elsewhere, elsewhere_path = root.new_version()  # a build on another host of a shared root
+    (elsewhere_path / BUILDING).write_text(f"{_dead_pid()} another-host\n")
+    assert root.building(elsewhere)  # its process cannot be seen from here: left alone
+    shutil.rmtree(elsewhere_path)
     assert root.abandoned() == sorted([dead, unmarked])
     assert root.remove_abandoned() == sorted([dead, unmarked])
     left = sorted(p.name for p in root.versions_dir.iterdir())
