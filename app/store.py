@@ -6,7 +6,7 @@ Layout of a catalog root (`Settings.db_path`):
     versions/<id>/          one complete build: LanceDB tables items, users, events,
                             manifest.json, content_vector.npy (the items' content vectors,
                             memory-mapped when served) and model files (numpy .npy, CatBoost .cbm);
-                            until it is published, also .building (the building process's id)
+                            until it is published, also .building (its build's process id and host)
     .build-<pid>-<n>/       a running build's scratch files (pipelines.content_file)
     live/                   what the server was told since: LanceDB tables events (every
                             acknowledged event) and items (every upserted item); it outlives
