@@ -88,6 +88,9 @@ def nearest_centroid(vectors: VectorRows, centroids: np.ndarray) -> np.ndarray:
 class PartitionedSearch(InMemorySearch):
     """Top-k dot products over `vectors` (n, d): `nprobes` partitions scanned, `refine` x k kept."""
 
+    projected: np.ndarray  # (n, r) float32: every row projected, stored in partition order
+    position: np.ndarray  # each item_index's row of `projected`
+
     def __init__(
         self,
         vectors: VectorRows,
@@ -115,7 +118,7 @@ class PartitionedSearch(InMemorySearch):
         # faulted a mapped file in at random (at 10M items, hours)
         position = np.empty(n, dtype=np.int32 if n < 2**31 else np.int64)
         position[self.order] = np.arange(n)
-        self.position = position  # each item_index's row of `projected`
+        self.position = position
         projected = np.empty((n, self.projection.shape[1]), dtype=np.float32)
         redo = _rows_to_project(previous, vectors, partitions)
         for start in range(0, n, PROJECT_CHUNK):
