@@ -2,7 +2,8 @@
 
 A request scores at most `sample` of the window's releases (a sample seeded by user and date
 when there are more): the window grows with the catalog (48k releases in 90 days at 1M items
-of the synthetic catalog, 480k at 10M), and each scored item reads its content vector.
+of the synthetic catalog, 480k at 10M), and each scored item reads its content vector (its
+projection first, where the build chose the partitioned content search: app.candidates.profile_fit).
 """
 
 from __future__ import annotations
