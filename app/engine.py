@@ -456,6 +456,10 @@ class Engine:
         return self.live
 
     @staticmethod
+    def item_id(runtime: Runtime, index: int) -> str:
+        return str(runtime.items.ids[index])
+
+    @staticmethod
     def item_view(runtime: Runtime, index: int) -> ItemView:
         items = runtime.items
         position = items.series_position[index]

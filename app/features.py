@@ -89,7 +89,9 @@ def assemble(
 ) -> np.ndarray:
     idx = candidates.items
     n = len(idx)
-    x = np.full((n, len(FEATURE_NAMES)), np.nan, dtype=np.float32)
+    # column-major: every feature is written, and ranked within the request, as one contiguous
+    # column, and CatBoost reads a column-major matrix quicker (`app.ranking.Ranker.predict`)
+    x = np.full((n, len(FEATURE_NAMES)), np.nan, dtype=np.float32, order="F")
     if n == 0:
         return x
     rows = np.arange(n)

@@ -7,7 +7,6 @@ Feature contributions (CatBoost's approximate SHAP values, computed in numpy by
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -73,13 +72,18 @@ class Ranker:
         )
         if self.model is None or not len(candidates):
             return self.fallback(candidates, features)
-        scores = await asyncio.to_thread(self.predict, features)
+        # on the event loop: handing 1,000 rows (0.7 ms) to a worker thread and back cost 0.5 ms
+        # of CPU more, and the loop had nothing else of this request to do meanwhile
+        scores = self.predict(features)
         return self._keep(candidates, scores, scores, features)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         assert self.model is not None
+        # column-major float64 is the layout CatBoost reads quickest: for 1,000 rows, 0.65 ms
+        # against 1.1 ms for row-major float32 (the same values: it compares them as float32)
+        columns = np.asarray(features, dtype=np.float64, order="F")
         return np.asarray(
-            self.model.predict(features, thread_count=self.config.thread_count), dtype=np.float64
+            self.model.predict(columns, thread_count=self.config.thread_count), dtype=np.float64
         )
 
     def fallback(self, candidates: Candidates, features: np.ndarray | None = None) -> Ranked:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import unicodedata
+from functools import partial
 
 import strawberry
 
@@ -122,18 +123,16 @@ class Query:
         anchors = ItemViews(
             (h.anchor for p in result.picks for h in p.hits if h.anchor is not None), view
         )
-        views = [view(p.item) for p in result.picks]
         return RecommendationList(
             items=[
                 Recommendation(
-                    item=Item.from_domain(v),
+                    item=Item.deferred(engine.item_id(runtime, p.item), partial(view, p.item)),
                     score=round(p.score, 6),
                     position=n,
                     _pick=p,
-                    _view=v,
                     _anchors=anchors,
                 )
-                for n, (p, v) in enumerate(zip(result.picks, views, strict=True), 1)
+                for n, p in enumerate(result.picks, 1)
             ],
             degraded=result.degraded,
             stages=[StageReport.from_domain(s) for s in result.stages],

@@ -26,31 +26,59 @@ class StageStatus(enum.Enum):
 
 @strawberry.type(description="A catalog item.")
 class Item:
+    """Its id at once; the rest from its view, built on the first field that needs it (a
+    recommendations query asking only ids reads no titles, descriptions or genres)."""
+
     id: strawberry.ID
-    title: str
-    description: str
-    genres: list[str]
-    series: str | None
-    series_position: int | None
-    released: dt.date | None
-    popularity: float = strawberry.field(
-        description="Percentile of time-decayed popularity in the catalog, 0 (tail) to 1 (top)."
-    )
-    mean_rating: float | None
+    _source: strawberry.Private[domain.ItemView | Callable[[], domain.ItemView]]
 
     @classmethod
     def from_domain(cls, view: domain.ItemView) -> Item:
-        return cls(
-            id=strawberry.ID(view.item_id),
-            title=view.title,
-            description=view.description,
-            genres=view.genres,
-            series=view.series,
-            series_position=view.series_position,
-            released=view.released,
-            popularity=round(view.popularity, 4),
-            mean_rating=view.mean_rating,
-        )
+        return cls(id=strawberry.ID(view.item_id), _source=view)
+
+    @classmethod
+    def deferred(cls, item_id: str, build: Callable[[], domain.ItemView]) -> Item:
+        """The item `item_id`, whose view `build` makes when a field other than id is asked."""
+        return cls(id=strawberry.ID(item_id), _source=build)
+
+    def view(self) -> domain.ItemView:
+        if not isinstance(self._source, domain.ItemView):
+            self._source = self._source()
+        return self._source
+
+    @strawberry.field
+    def title(self) -> str:
+        return self.view().title
+
+    @strawberry.field
+    def description(self) -> str:
+        return self.view().description
+
+    @strawberry.field
+    def genres(self) -> list[str]:
+        return self.view().genres
+
+    @strawberry.field
+    def series(self) -> str | None:
+        return self.view().series
+
+    @strawberry.field
+    def series_position(self) -> int | None:
+        return self.view().series_position
+
+    @strawberry.field
+    def released(self) -> dt.date | None:
+        return self.view().released
+
+    @strawberry.field(
+        description="Percentile of time-decayed popularity in the catalog, 0 (tail) to 1 (top)."
+    )
+    def popularity(self) -> float:
+        return round(self.view().popularity, 4)
+
+    @strawberry.field
+    def mean_rating(self) -> float | None:
+        return self.view().mean_rating
 
 
 @strawberry.type(description="A user as the engine knows them.")
@@ -139,7 +167,6 @@ class Recommendation:
     score: float
     position: int
     _pick: strawberry.Private[domain.Pick]
-    _view: strawberry.Private[domain.ItemView]
     _anchors: strawberry.Private[Mapping[int, domain.ItemView]]
 
     @strawberry.field(
@@ -148,7 +175,7 @@ class Recommendation:
     def explain(self, info: strawberry.Info[Context, None]) -> Explanation:
         pick = self._pick
         return Explanation(
-            summary=summary(pick, self._view, self._anchors),
+            summary=summary(pick, self.item.view(), self._anchors),
             sources=[
                 SourceHit(
                     source=h.source,

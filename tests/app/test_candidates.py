@@ -702,6 +702,65 @@ async def test_item_to_item_finds_each_anchors_neighbours(world):
     assert skipped.skipped is not None
 
 
+class CountingIndex:
+    """A VectorIndex's search, counting the searches it is asked for."""
+
+    def __init__(self, index: VectorIndex) -> None:
+        self.index, self.column, self.memory, self.asked = index, index.column, index.memory, []
+
+    async def nearest(self, vector, k, where=None, allows=None):  # type: ignore[no-untyped-def]
+        self.asked.append((k, where))
+        return await self.index.nearest(vector, k, where, allows)
+
+
+async def test_item_to_item_remembers_anchors_and_answers_as_without(world):
+    """An anchor's neighbours are searched once (the widest list any user asks for) and cut for
+    each user; the answers equal those of a source that remembers nothing."""
+    path, items = world
+    cf, content = await open_indexes(path)
+    counting_cf, counting_content = CountingIndex(cf), CountingIndex(content)
+    config = ItemToItemConfig(limit=50, anchors=3, per_anchor=5)
+    remembering = ItemToItem(config, items, counting_cf, counting_content)  # type: ignore[arg-type]
+    forgetting = ItemToItem(config.model_copy(update={"remembered_anchors": 0}), items, cf, content)
+    in_cf = np.flatnonzero(items.in_cf)[:3].tolist()
+    not_in_cf = int(np.flatnonzero(~items.in_cf)[0])
+    states = [
+        user(recent=[in_cf[0], not_in_cf]),
+        user(consumed=set(range(40)), recent=[not_in_cf, in_cf[0], in_cf[1]], user_id="u2"),
+        user(recent=[in_cf[1], in_cf[2]], user_id="u3"),
+    ]
+    for state in states:
+        gate = ItemGate.for_request(request(), state, items, True)
+        asked = SourceInput(request(), state, gate)
+        got, expected = await remembering(asked), await forgetting(asked)
+        assert got.items.tolist() == expected.items.tolist()
+        assert got.anchors is not None and expected.anchors is not None
+        assert got.anchors.tolist() == expected.anchors.tolist()
+    # four distinct anchors over seven uses: each searched once, for 2 * per_anchor + 1
+    assert counting_cf.asked == [(11, None)] * 3
+    assert counting_content.asked == [(11, None)]
+
+
+async def test_item_to_item_forgets_the_least_recent_anchor_and_skips_filtered_searches(world):
+    path, items = world
+    cf, content = await open_indexes(path)
+    counting = CountingIndex(cf)
+    config = ItemToItemConfig(limit=50, anchors=1, per_anchor=3, remembered_anchors=2)
+    source = ItemToItem(config, items, counting, content)  # type: ignore[arg-type]
+    a, b, c = np.flatnonzero(items.in_cf)[:3].tolist()
+
+    async def ask(anchor: int, flt: ItemFilter | None = None) -> None:
+        state = user(recent=[anchor])
+        gate = ItemGate.for_request(request(flt), state, items, True)
+        await source(SourceInput(request(flt), state, gate))
+
+    for anchor in (a, b, a, c, a, b):  # c pushes out b (a was used after b), then b again
+        await ask(anchor)
+    assert len(counting.asked) == 4  # a, b, c, b
+    await ask(a, ItemFilter(genres=("g0",)))  # a filter: searched with it, not remembered
+    assert counting.asked[-1][1] is not None and len(counting.asked) == 5
+
+
 # --- the stage: every source under its deadline, then the merge -----------------------------------
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from app.features import FEATURE_NAMES
-from app.ranking import MODEL_FILE, Ranker
+from app.ranking import MODEL_FILE, Ranker, RankingConfig
 from pipelines.ranker import RankerData, ndcg_at, train_ranker
 
 USERS, PER_USER = 120, 40
@@ -50,6 +50,11 @@ def test_a_ranker_that_finds_the_signal_ships_as_the_average_of_its_folds(tmp_pa
     assert model is not None and model.tree_count_ == sum(info["trees_per_fold"])
     fresh = _data(signal_in_features=True, seed=1)
     assert ndcg_at(fresh.labels, model.predict(fresh.features), fresh.groups) > 0.9
+    # serving hands CatBoost column-major float64 (quicker to read): the same scores, NaN too
+    features = fresh.features.copy()
+    features[::7, FEATURE_NAMES.index("cf_dot")] = np.nan
+    ranker = Ranker(RankingConfig(), None, model)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(ranker.predict(features), model.predict(features))
 
 
 def test_a_ranker_no_better_than_stage_one_is_not_shipped(tmp_path: Path) -> None:

@@ -233,3 +233,31 @@ async def test_failing_ranker_falls_back_to_stage_one_order(make_client, users_t
         assert result["degraded"] is True and len(result["items"]) == 30
         assert result["stages"][1]["status"] == "ERROR"
         assert all(i["explain"]["rankerScore"] is None for i in result["items"])
+
+
+async def test_an_item_is_read_only_when_a_field_besides_its_id_is_asked(
+    client, users_table, items_table, monkeypatch
+) -> None:
+    engine = client.app.state.engine
+    built: list[int] = []
+    build = engine.item_view
+
+    def counting(runtime, index):  # type: ignore[no-untyped-def]
+        built.append(index)
+        return build(runtime, index)
+
+    monkeypatch.setattr(engine, "item_view", counting)
+    user = users_table.index[0]
+    ids = "query($u: ID!) { recommendations(userId: $u, count: 10) { items { item { id } } } }"
+    data = await gql(client, ids, u=user)
+    assert "errors" not in data, data
+    assert len(data["data"]["recommendations"]["items"]) == 10 and built == []
+
+    titled = ids.replace("item { id }", "item { id title popularity meanRating }")
+    data = await gql(client, titled, u=user)
+    assert "errors" not in data, data
+    shown = [i["item"] for i in data["data"]["recommendations"]["items"]]
+    assert len(built) == 10  # one view per item, every field read from it
+    for item in shown:
+        assert item["title"] == items_table.loc[item["id"], "title"]
+        assert 0.0 <= item["popularity"] <= 1.0

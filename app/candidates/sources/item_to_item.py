@@ -1,8 +1,17 @@
-"""Because you watched X: neighbours of the user's most recent items, each keeping its anchor."""
+"""Because you watched X: neighbours of the user's most recent items, each keeping its anchor.
+
+An anchor's neighbours do not depend on the user, and users' recent items are mostly the same
+popular few, so the source remembers the unfiltered neighbours of its most recently used
+anchors (`remembered_anchors`, least recently used forgotten first). Each anchor's widest list
+(`2 * per_anchor + 1`: the most any user asks for) is kept and cut to what a user asks. The
+memory lives as long as the pipeline: a new catalog version or new items assemble a new one.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import ClassVar
 
 import numpy as np
@@ -12,11 +21,16 @@ from app.candidates.ann import VectorIndex
 from app.candidates.base import SourceConfig, SourceInput, SourceResult, keep_allowed
 from app.items import ItemCatalog
 
+Allows = Callable[[np.ndarray], np.ndarray]
+
 
 class ItemToItemConfig(SourceConfig):
     limit: int = Field(200, ge=0, le=5000, description="Most items over all anchors.")
     anchors: int = Field(5, ge=1, le=50, description="Most recent items used as anchors.")
     per_anchor: int = Field(40, ge=1, le=1000, description="Neighbours asked per anchor.")
+    remembered_anchors: int = Field(
+        20_000, ge=0, description="Anchors whose neighbours are remembered (0: none)."
+    )
 
 
 class ItemToItem:
@@ -29,6 +43,9 @@ class ItemToItem:
         self.items = items
         self.cf = cf
         self.content = content
+        self._remembered: OrderedDict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = (
+            OrderedDict()
+        )
 
     async def __call__(self, given: SourceInput) -> SourceResult:
         anchors = given.user.recent_items[: self.config.anchors]
@@ -37,19 +54,14 @@ class ItemToItem:
         k = self.config.per_anchor + 1 + min(len(given.gate.blocked), self.config.per_anchor)
         # CF neighbours say "people who watched X also watched"; items the CF model has not
         # seen fall back to content neighbours.
-        searches = [
-            (self.cf, self.items.cf[a])
-            if self.items.in_cf[a]
-            else (self.content, self.items.content[a])
-            for a in anchors
-        ]
+        searches = [(self.cf if self.items.in_cf[a] else self.content, a) for a in anchors]
         sql, allows = given.gate.sql, given.gate.allows
         if all(index.memory is not None for index, _ in searches):
             # in memory a search never waits: one after another, without a task each
-            found = [await index.nearest(vector, k, sql, allows) for index, vector in searches]
+            found = [await self._neighbours(index, a, k, sql, allows) for index, a in searches]
         else:
             found = await asyncio.gather(
-                *(index.nearest(vector, k, sql, allows) for index, vector in searches)
+                *(self._neighbours(index, a, k, sql, allows) for index, a in searches)
             )
         items, scores, anchor_of, order = [], [], [], []
         for position, (anchor, (idx, score)) in enumerate(zip(anchors, found, strict=True)):
@@ -71,3 +83,21 @@ class ItemToItem:
             np.concatenate(anchor_of)[ranked][first],
         )
         return keep_allowed(result, given.gate, self.config.limit)
+
+    async def _neighbours(
+        self, index: VectorIndex, anchor: int, k: int, sql: str | None, allows: Allows
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The anchor's k nearest items in `index`, remembered when no filter applies."""
+        vector = (self.items.cf if index is self.cf else self.items.content)[anchor]
+        if sql is not None or self.config.remembered_anchors == 0:
+            return await index.nearest(vector, k, sql, allows)
+        key = (index.column, anchor)
+        known = self._remembered.get(key)
+        if known is None:
+            known = await index.nearest(vector, 2 * self.config.per_anchor + 1)
+            self._remembered[key] = known
+            while len(self._remembered) > self.config.remembered_anchors:
+                self._remembered.popitem(last=False)
+        else:
+            self._remembered.move_to_end(key)
+        return known[0][:k], known[1][:k]
