@@ -207,6 +207,11 @@ def _series_next_up(
         return out
     before = items.series_position[idx[in_series]] - 1.0  # the entry before each candidate
     wanted = _series_keys(series[in_series], before)
-    done = _series_keys(items.series[watched], items.series_position[watched])
-    out[in_series[np.isin(wanted, done[done >= 0]) & (wanted >= 0)]] = 1.0
+    done = np.unique(_series_keys(items.series[watched], items.series_position[watched]))
+    done = done[done >= 0]
+    if not len(done):
+        return out
+    # membership by binary search in the user's (sorted) entries: np.isin sorted both sides
+    at = np.searchsorted(done, wanted).clip(max=len(done) - 1)
+    out[in_series[(done[at] == wanted) & (wanted >= 0)]] = 1.0
     return out
