@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import unicodedata
 from functools import partial
+from itertools import chain
 
 import strawberry
 
@@ -120,17 +121,24 @@ class Query:
         def view(index: int) -> domain.ItemView:
             return engine.item_view(runtime, index)
 
-        anchors = ItemViews(
-            (h.anchor for p in result.picks for h in p.hits if h.anchor is not None), view
+        # the answer's items and their anchors, each view built once, when a field needs it
+        views = ItemViews(
+            chain(
+                (p.item for p in result.picks),
+                (h.anchor for p in result.picks for h in p.hits if h.anchor is not None),
+            ),
+            view,
         )
         return RecommendationList(
             items=[
                 Recommendation(
-                    item=Item.deferred(engine.item_id(runtime, p.item), partial(view, p.item)),
+                    item=Item.deferred(
+                        engine.item_id(runtime, p.item), partial(views.__getitem__, p.item)
+                    ),
                     score=round(p.score, 6),
                     position=n,
                     _pick=p,
-                    _anchors=anchors,
+                    _views=views,
                 )
                 for n, p in enumerate(result.picks, 1)
             ],

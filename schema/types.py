@@ -26,7 +26,7 @@ class StageStatus(enum.Enum):
 
 @strawberry.type(description="A catalog item.")
 class Item:
-    """Its id at once; the rest from its view, built on the first field that needs it (a
+    """Its id at once; the rest from its view, or from `build`'s when a field needs it (a
     recommendations query asking only ids reads no titles, descriptions or genres)."""
 
     id: strawberry.ID
@@ -38,13 +38,13 @@ class Item:
 
     @classmethod
     def deferred(cls, item_id: str, build: Callable[[], domain.ItemView]) -> Item:
-        """The item `item_id`, whose view `build` makes when a field other than id is asked."""
+        """The item `item_id`, whose view `build` gives (each time a field other than id is
+        asked: `build` keeps what it made, as `ItemViews` does)."""
         return cls(id=strawberry.ID(item_id), _source=build)
 
     def view(self) -> domain.ItemView:
-        if not isinstance(self._source, domain.ItemView):
-            self._source = self._source()
-        return self._source
+        source = self._source
+        return source if isinstance(source, domain.ItemView) else source()
 
     @strawberry.field
     def title(self) -> str:
@@ -136,7 +136,8 @@ class Explanation:
 
 class ItemViews(Mapping[int, domain.ItemView]):
     """Views of the items at `indexes` (catalog positions), each built on first use: one
-    answer's anchors are built only when an explanation is asked for, and once each."""
+    answer's items and anchors are built only when a field or an explanation needs them, and
+    once each."""
 
     def __init__(self, indexes: Iterable[int], build: Callable[[int], domain.ItemView]) -> None:
         self._indexes = frozenset(indexes)
@@ -167,7 +168,7 @@ class Recommendation:
     score: float
     position: int
     _pick: strawberry.Private[domain.Pick]
-    _anchors: strawberry.Private[Mapping[int, domain.ItemView]]
+    _views: strawberry.Private[Mapping[int, domain.ItemView]]  # the answer's items and anchors
 
     @strawberry.field(
         description="Why this item was picked. Feature contributions are computed only when asked."
@@ -175,13 +176,13 @@ class Recommendation:
     def explain(self, info: strawberry.Info[Context, None]) -> Explanation:
         pick = self._pick
         return Explanation(
-            summary=summary(pick, self.item.view(), self._anchors),
+            summary=summary(pick, self.item.view(), self._views),
             sources=[
                 SourceHit(
                     source=h.source,
                     rank=h.rank,
-                    anchor_item=Item.from_domain(self._anchors[h.anchor])
-                    if h.anchor is not None and h.anchor in self._anchors
+                    anchor_item=Item.from_domain(self._views[h.anchor])
+                    if h.anchor is not None and h.anchor in self._views
                     else None,
                 )
                 for h in pick.hits

@@ -20,6 +20,7 @@ from pydantic import Field
 from app.candidates.ann import VectorIndex
 from app.candidates.base import SourceConfig, SourceInput, SourceResult, keep_allowed
 from app.items import ItemCatalog
+from app.mapped_rows import VectorRows
 
 Allows = Callable[[np.ndarray], np.ndarray]
 
@@ -54,15 +55,18 @@ class ItemToItem:
         k = self.config.per_anchor + 1 + min(len(given.gate.blocked), self.config.per_anchor)
         # CF neighbours say "people who watched X also watched"; items the CF model has not
         # seen fall back to content neighbours.
-        searches = [(self.cf if self.items.in_cf[a] else self.content, a) for a in anchors]
+        searches = [
+            (self.cf, self.items.cf, a)
+            if self.items.in_cf[a]
+            else (self.content, self.items.content, a)
+            for a in anchors
+        ]
         sql, allows = given.gate.sql, given.gate.allows
-        if all(index.memory is not None for index, _ in searches):
+        if all(index.memory is not None for index, _, _ in searches):
             # in memory a search never waits: one after another, without a task each
-            found = [await self._neighbours(index, a, k, sql, allows) for index, a in searches]
+            found = [await self._neighbours(*s, k, sql, allows) for s in searches]
         else:
-            found = await asyncio.gather(
-                *(self._neighbours(index, a, k, sql, allows) for index, a in searches)
-            )
+            found = await asyncio.gather(*(self._neighbours(*s, k, sql, allows) for s in searches))
         items, scores, anchor_of, order = [], [], [], []
         for position, (anchor, (idx, score)) in enumerate(zip(anchors, found, strict=True)):
             keep = idx != anchor
@@ -85,16 +89,22 @@ class ItemToItem:
         return keep_allowed(result, given.gate, self.config.limit)
 
     async def _neighbours(
-        self, index: VectorIndex, anchor: int, k: int, sql: str | None, allows: Allows
+        self,
+        index: VectorIndex,
+        rows: VectorRows,
+        anchor: int,
+        k: int,
+        sql: str | None,
+        allows: Allows,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The anchor's k nearest items in `index`, remembered when no filter applies."""
-        vector = (self.items.cf if index is self.cf else self.items.content)[anchor]
+        """The anchor's k nearest items in `index` (whose vectors are `rows`), remembered when
+        no filter applies; its vector is read only for a search."""
         if sql is not None or self.config.remembered_anchors == 0:
-            return await index.nearest(vector, k, sql, allows)
+            return await index.nearest(rows[anchor], k, sql, allows)
         key = (index.column, anchor)
         known = self._remembered.get(key)
         if known is None:
-            known = await index.nearest(vector, 2 * self.config.per_anchor + 1)
+            known = await index.nearest(rows[anchor], 2 * self.config.per_anchor + 1)
             self._remembered[key] = known
             while len(self._remembered) > self.config.remembered_anchors:
                 self._remembered.popitem(last=False)
