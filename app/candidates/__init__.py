@@ -26,6 +26,7 @@ from app.candidates.sources.popular import PopularConfig
 from app.deadlines import Fault, run_within
 from app.domain import Candidates, HitTable, RecommendationRequest, StageReport, UserState
 from app.items import ItemCatalog
+from app.sorting import runs, stable_order
 
 
 class CandidatesConfig(BaseModel):
@@ -107,12 +108,15 @@ def merge(
     if not results:
         return Candidates.empty()
     found = np.concatenate([np.asarray(r.items, dtype=np.int64) for _, r in results])
-    unique, first, inverse = np.unique(found, return_index=True, return_inverse=True)
-    appearance = np.argsort(first, kind="stable")  # union positions, first found first
+    by_item = stable_order(found)  # by item_index, each item's hits in the order found
+    starts = runs(found[by_item])
+    unique, first = found[by_item][starts], by_item[starts]
+    appearance = np.argsort(first)  # union positions, first found first (no ties)
     position = np.empty(len(unique), dtype=np.int64)
     position[appearance] = np.arange(len(unique))
-    row = position[inverse.ravel()]
-    by_row = np.argsort(row, kind="stable")  # each item's hits together, in the order found
+    row = np.empty(len(found), dtype=np.int64)
+    row[by_item] = np.repeat(position, np.diff(np.r_[starts, len(found)]))
+    by_row = stable_order(row)  # each item's hits together, in the order found
     anchors = [np.full(len(r), -1) if r.anchors is None else r.anchors for _, r in results]
     union = HitTable(
         [name for name, _ in results],

@@ -420,6 +420,9 @@ def test_merge_properties(results, limit):
         expected = {(name, items.index(item) + 1) for name, items in results if item in items}
         assert {(h.source, h.rank) for h in hits} == expected
         assert len(hits) == len(expected)
+        # an item's hits in the order they were found: the order the sources were given in
+        found_by = [name for name, items in results if item in items]
+        assert [h.source for h in hits] == found_by
     # nothing left out fuses higher than anything kept
     if len(merged) < len(union) and fused:
         dropped = union - set(merged.items.tolist())

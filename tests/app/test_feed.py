@@ -138,6 +138,24 @@ async def test_similar_items_are_cached_in_redis_as_json(
         await reader.close()
 
 
+async def test_in_process_caches_run_without_a_timeout_and_redis_keeps_its_own(
+    redis_server: str, redis_namespace: str
+) -> None:
+    # aiocache wraps every call of a cache with a timeout in a task of its own: a dict lookup
+    # cannot hang, so the in-process caches go without; a Redis call can, so it keeps aiocache's
+    alone, shared = Caches(), Caches(redis_server, redis_namespace)
+    try:
+        assert alone.local.backend.timeout is None and alone.shared.backend.timeout is None
+        assert shared.local.backend.timeout is None
+        assert shared.shared.backend.timeout and shared.shared.backend.timeout > 0
+        await alone.local.set("user:v1:u1", {"state": 1}, ttl=60)
+        assert await alone.local.get("user:v1:u1") == {"state": 1}
+        assert alone.local.counts == {"hit": 1}
+    finally:
+        await alone.close()
+        await shared.close()
+
+
 async def test_without_redis_the_items_lock_refuses_with_a_clear_error() -> None:
     feed = RedisFeed.connect(f"redis://127.0.0.1:{free_port()}/0", "nowhere", max_batches=10)
     try:

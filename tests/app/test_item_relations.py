@@ -65,6 +65,23 @@ def test_dense_and_sorted_accumulation_agree(n_items, k, seed, decay):
         assert np.isclose(scaled[valid][(found[valid] == item) & (source == b)].max(), strongest)
 
 
+def test_sorted_accumulation_known_answer_with_tied_contributions():
+    # item 7: 0.5 from history item 10, then 0.5 from 11 (a tie: the first given is the anchor);
+    # item 3: 0.25 from 10, 0.75 from 12; item 5: only negative, so not related
+    found = np.array([7, 3, 7, 3, 5], dtype=np.int64)
+    mass = np.array([0.5, 0.25, 0.5, 0.75, -0.1], dtype=np.float32)
+    source = np.array([10, 10, 11, 12, 12], dtype=np.int64)
+    affinity = item_relations._sorted(found, mass, source)
+    assert affinity.items.tolist() == [3, 7]
+    np.testing.assert_allclose(affinity.scores, [1.0, 1.0])
+    assert affinity.anchors(np.array([7, 3, 5])).tolist() == [10, 12, -1]
+    # a NaN contribution makes its item's total NaN (not related) and never hides the others'
+    mass[1] = np.nan
+    affinity = item_relations._sorted(found, mass, source)
+    assert affinity.items.tolist() == [7]
+    assert affinity.anchors(np.array([7])).tolist() == [10]
+
+
 def test_dense_affinity_known_answer_with_negative_weights():
     # covered items 1, 4, 6 of a larger catalog
     weights = np.array([[0, 0.5, -0.4], [0.2, 0, 0.3], [-0.1, 0.6, 0]], dtype=np.float32)
