@@ -16,6 +16,7 @@ from app.engine import Engine
 from app.errors import CatalogError
 from app.items import ItemCatalog
 from app.mapped_rows import MappedRows
+from app.pipeline import SOURCES
 from app.quantized_rows import QuantizedRows
 from app.realtime.item_upserts import ItemUpserts
 from app.realtime.live_store import LiveDatabase
@@ -31,10 +32,7 @@ RELAXED = {
     "candidates_ms": 10_000,
     "ranking_ms": 10_000,
     "reranking_ms": 10_000,
-    "candidates": {
-        name: {"deadline_ms": 8_000}
-        for name in ("cf_ann", "content_ann", "item_to_item", "fresh", "popular", "exploration")
-    },
+    "candidates": {name: {"deadline_ms": 8_000} for name in (source.name for source in SOURCES)},
 }
 
 

@@ -9,6 +9,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from app.pipeline import SOURCES
 from app.server import create_app
 from app.settings import Settings
 from app.store import CatalogRoot
@@ -21,10 +22,7 @@ RELAXED = {
     "candidates_ms": 4000,
     "ranking_ms": 4000,
     "reranking_ms": 4000,
-    "candidates": {
-        name: {"deadline_ms": 3000}
-        for name in ("cf_ann", "content_ann", "item_to_item", "fresh", "popular", "exploration")
-    },
+    "candidates": {name: {"deadline_ms": 3000} for name in (source.name for source in SOURCES)},
 }
 
 
