@@ -23,7 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
-from app.sorting import stable_order
+from app.sorting import runs, stable_order
 
 # A request's relations are accumulated densely (catalog-sized arrays, ~10 ns per catalog item)
 # when the catalog is at most this many times their number, else by sorting them (~200 ns per
@@ -238,8 +238,7 @@ def _sorted(found: np.ndarray, mass: np.ndarray, source: np.ndarray) -> Affinity
         return _empty()
     order = stable_order(found)
     item_run, mass_run = found[order], mass[order]
-    new = np.r_[True, item_run[1:] != item_run[:-1]]
-    starts, run = np.flatnonzero(new), np.cumsum(new) - 1  # where runs start, each one's run
+    starts, run = runs(item_run)
     # float64 sums, each run added in the order given: what a bincount of them adds
     totals = np.add.reduceat(mass_run.astype(np.float64), starts).astype(np.float32)
     comparable = np.where(np.isnan(mass_run), -np.inf, mass_run)  # a NaN is never the strongest

@@ -26,6 +26,8 @@ def stable_order(keys: np.ndarray) -> np.ndarray:
     return packed & 0xFFFFFFFF
 
 
-def runs(sorted_keys: np.ndarray) -> np.ndarray:
-    """Where each run of equal values starts in `sorted_keys` (non-empty, sorted)."""
-    return np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+def runs(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Runs of equal values in `sorted_keys` (non-empty, sorted): where each run starts, and the
+    run each position is in."""
+    new = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
+    return np.flatnonzero(new), np.cumsum(new) - 1

@@ -109,13 +109,14 @@ def merge(
         return Candidates.empty()
     found = np.concatenate([np.asarray(r.items, dtype=np.int64) for _, r in results])
     by_item = stable_order(found)  # by item_index, each item's hits in the order found
-    starts = runs(found[by_item])
-    unique, first = found[by_item][starts], by_item[starts]
+    grouped = found[by_item]
+    starts, run = runs(grouped)
+    unique, first = grouped[starts], by_item[starts]
     appearance = np.argsort(first)  # union positions, first found first (no ties)
     position = np.empty(len(unique), dtype=np.int64)
     position[appearance] = np.arange(len(unique))
     row = np.empty(len(found), dtype=np.int64)
-    row[by_item] = np.repeat(position, np.diff(np.r_[starts, len(found)]))
+    row[by_item] = position[run]
     by_row = stable_order(row)  # each item's hits together, in the order found
     anchors = [np.full(len(r), -1) if r.anchors is None else r.anchors for _, r in results]
     union = HitTable(

@@ -35,5 +35,7 @@ def test_stable_order_at_the_largest_packable_key():
 
 
 def test_runs_known_answer():
-    assert runs(np.array([1, 1, 3, 4, 4, 4])).tolist() == [0, 2, 3]
-    assert runs(np.array([7])).tolist() == [0]
+    starts, run = runs(np.array([1, 1, 3, 4, 4, 4]))
+    assert starts.tolist() == [0, 2, 3] and run.tolist() == [0, 0, 1, 2, 2, 2]
+    starts, run = runs(np.array([7]))
+    assert starts.tolist() == [0] and run.tolist() == [0]
