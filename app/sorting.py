@@ -1,9 +1,10 @@
-"""Stable orders of small integer keys, quicker than numpy's stable argsort.
+"""Stable orders of small integer keys, and ranks of float rows, quicker than numpy's argsorts.
 
 A request groups a few thousand item indices several times (source hits by item, relations by
 item). `np.argsort(kind="stable")` runs a merge sort; packing each key with its position into one
 int64 and sorting those plainly (numpy's vectorised sort) gives the same order 3 to 5 times
-quicker: every packed value is distinct, so the order is total.
+quicker: every packed value is distinct, so the order is total. `shares_below` packs float32
+values the same way (their bits, made to order as integers), for the ranking features' shares.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 PACKABLE = 2**31  # keys below this, and fewer positions than 2**32, pack into an int64
+_LARGEST = np.float32(np.finfo(np.float32).max)
 
 
 def stable_order(keys: np.ndarray) -> np.ndarray:
@@ -31,3 +33,46 @@ def runs(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     run each position is in."""
     new = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
     return np.flatnonzero(new), np.cumsum(new) - 1
+
+
+def shares_below(values: np.ndarray) -> np.ndarray:
+    """For each float32 value, the share of the known (not NaN) values in its row that are
+    strictly below it: that count over (known - 1), at least 1; NaN stays NaN. Row by row, this is
+    `np.searchsorted(np.sort(known), known, side="left") / max(1, len(known) - 1)`, the same
+    float32 numbers (float64 division rounded to float32 equals float32 division: 53 >= 2*24+2
+    bits), ties sharing the lowest share.
+
+    All rows are ranked in one sort: each value's bits, flipped so that integers order as the
+    floats do, packed above its position. Sorted, a value's rank is where its run of equals
+    starts. -0.0 counts as 0.0, and NaN sorts last (as +inf: it is never below a known value)."""
+    rows, n = values.shape
+    if n == 0:
+        return np.empty((rows, 0), dtype=np.float32)
+    if n >= 2**32:
+        raise ValueError(f"shares_below ranks fewer than 2**32 values a row, not {n}")
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    finite = np.fmin(values, np.float32(np.inf))  # NaN -> +inf
+    finite += np.float32(0.0)  # -0.0 -> 0.0
+    bits = finite.view(np.int32)
+    packed = (bits ^ ((bits >> 31) & 0x7FFFFFFF)).astype(np.int64)  # ordered as the floats
+    packed <<= 32
+    packed |= np.arange(n, dtype=np.int64)
+    packed.sort(axis=1)
+    position = packed & 0xFFFFFFFF
+    packed >>= 32
+    starts = np.empty(packed.shape, dtype=bool)
+    starts[:, 0] = True
+    np.not_equal(packed[:, 1:], packed[:, :-1], out=starts[:, 1:])
+    rank = np.where(starts, np.arange(n, dtype=np.int32), np.int32(0))
+    np.maximum.accumulate(rank, axis=1, out=rank)
+    known = n - np.count_nonzero(np.isnan(values), axis=1)
+    share = rank.astype(np.float32)
+    share /= np.maximum(1, known - 1).astype(np.float32)[:, None]
+    position += (np.arange(rows, dtype=np.int64) * n)[:, None]
+    out = np.empty(rows * n, dtype=np.float32)
+    out[position.ravel()] = share.ravel()
+    out = out.reshape(rows, n)
+    nan_or_zero = np.clip(values, -_LARGEST, _LARGEST)  # NaN stays NaN, the rest is finite
+    nan_or_zero -= nan_or_zero
+    out += nan_or_zero
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -85,3 +86,40 @@ async def test_a_replay_racing_the_feed_counts_every_event_once(replica) -> None
     await a.events.append([event("u4", "i1")])  # and the feed goes on after the replay
     await c.catch_up()
     assert c.trending.score("i1", now) == pytest.approx(4.0)
+
+
+async def test_catch_ups_made_during_a_read_share_the_next_and_see_what_came_before(
+    replica,
+) -> None:
+    a, b = await replica(), await replica()
+    real_poll = b.feed.poll
+    reads = 0
+    reading = asyncio.Event()
+    release = asyncio.Event()
+
+    async def counted_poll():  # type: ignore[no-untyped-def]
+        nonlocal reads
+        reads += 1
+        if reads == 1:  # the first read is slow: calls pile up behind it
+            reading.set()
+            await release.wait()
+        return await real_poll()
+
+    b.feed.poll = counted_poll  # type: ignore[method-assign]
+    first = asyncio.create_task(b.catch_up())
+    await reading.wait()
+    # acknowledged on A after B's first read started: that read may miss it, the calls made
+    # after it must not
+    await a.events.append([event("u1", "i1")])
+    later = [asyncio.create_task(b.catch_up()) for _ in range(5)]
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(first, *later)
+    assert reads == 2, "the five calls made during the first read shared one read after it"
+    u1 = b.users.get("u1")
+    assert u1 is not None and u1.consumed == {"i1"}
+    assert b.users.events == 1, "applied once"
+
+    await a.events.append([event("u2", "i1")])
+    await b.catch_up()  # alone: a read of its own
+    assert reads == 3 and b.users.get("u2") is not None

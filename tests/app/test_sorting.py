@@ -1,4 +1,5 @@
-"""stable_order is numpy's stable argsort, for any integer keys; runs finds equal runs."""
+"""stable_order is numpy's stable argsort, for any integer keys; runs finds equal runs;
+shares_below is a sort and a binary search per row, in one sort."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.sorting import runs, stable_order
+from app.sorting import runs, shares_below, stable_order
 
 
 def test_stable_order_known_answer():
@@ -39,3 +40,63 @@ def test_runs_known_answer():
     assert starts.tolist() == [0, 2, 3] and run.tolist() == [0, 0, 1, 2, 2, 2]
     starts, run = runs(np.array([7]))
     assert starts.tolist() == [0] and run.tolist() == [0]
+
+
+def _shares_by_search(row: np.ndarray) -> np.ndarray:
+    """The definition: per known value, the count strictly below it over (known - 1)."""
+    out = row.astype(np.float32).copy()
+    known = ~np.isnan(out)
+    present = out[known]
+    if len(present):
+        below = np.searchsorted(np.sort(present), present, side="left")
+        out[known] = below / max(1, len(present) - 1)
+    return out
+
+
+def test_shares_below_known_answer():
+    nan, inf = np.nan, np.inf
+    values = np.array(
+        [
+            [3.0, 1.0, nan, 1.0, 7.0],  # ties share the lowest share; NaN stays NaN
+            [-0.0, 0.0, -inf, inf, nan],  # -0.0 is 0.0; infinities are values
+            [nan, nan, nan, nan, nan],
+            [5.0, nan, nan, nan, nan],  # one known value: 0 over max(1, 0)
+        ],
+        dtype=np.float32,
+    )
+    shares = shares_below(values)
+    np.testing.assert_array_equal(shares[0], np.float32([2 / 3, 0.0, nan, 0.0, 1.0]))
+    np.testing.assert_array_equal(shares[1], np.float32([1 / 3, 1 / 3, 0.0, 1.0, nan]))
+    assert np.isnan(shares[2]).all()
+    np.testing.assert_array_equal(shares[3], [0.0, nan, nan, nan, nan])
+    assert shares.dtype == np.float32
+    assert shares_below(np.zeros((3, 0), dtype=np.float32)).shape == (3, 0)
+
+
+_FLOATS = st.one_of(
+    st.floats(width=32, allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, -0.0, 1.0, -1.0, np.nan]),  # ties and signed zeros, often
+)
+
+
+@given(
+    st.integers(1, 4).flatmap(
+        lambda width: st.lists(
+            st.lists(_FLOATS, min_size=width, max_size=width), min_size=1, max_size=5
+        )
+    )
+)
+def test_shares_below_is_a_sort_and_a_search_per_row(rows):
+    values = np.array(rows, dtype=np.float32)
+    expected = np.stack([_shares_by_search(row) for row in values])
+    np.testing.assert_array_equal(shares_below(values), expected)
+
+
+def test_shares_below_on_a_request_sized_block_with_negative_nans():
+    rng = np.random.default_rng(7)
+    values = rng.standard_normal((15, 1000)).astype(np.float32)
+    values[rng.random(values.shape) < 0.2] = np.nan
+    values[:, ::7] = np.round(values[:, ::7])  # ties
+    values[0, :10] = -np.float32(np.nan)  # a NaN with its sign bit set still sorts last
+    expected = np.stack([_shares_by_search(row) for row in values])
+    np.testing.assert_array_equal(shares_below(values), expected)
