@@ -13,6 +13,7 @@ import numpy as np
 
 PACKABLE = 2**31  # keys below this, and fewer positions than 2**32, pack into an int64
 _LARGEST = np.float32(np.finfo(np.float32).max)
+EXACT_IN_FLOAT32 = 2**24  # ranks and counts below this are exact float32 numbers
 
 
 def stable_order(keys: np.ndarray) -> np.ndarray:
@@ -48,9 +49,9 @@ def shares_below(values: np.ndarray) -> np.ndarray:
     rows, n = values.shape
     if n == 0:
         return np.empty((rows, 0), dtype=np.float32)
-    if n >= 2**32:
-        raise ValueError(f"shares_below ranks fewer than 2**32 values a row, not {n}")
     values = np.ascontiguousarray(values, dtype=np.float32)
+    if n >= EXACT_IN_FLOAT32:  # wider than any request: one row at a time, by definition
+        return np.stack([_shares_by_search(row) for row in values])
     finite = np.fmin(values, np.float32(np.inf))  # NaN -> +inf
     finite += np.float32(0.0)  # -0.0 -> 0.0
     bits = finite.view(np.int32)
@@ -75,4 +76,15 @@ def shares_below(values: np.ndarray) -> np.ndarray:
     nan_or_zero = np.clip(values, -_LARGEST, _LARGEST)  # NaN stays NaN, the rest is finite
     nan_or_zero -= nan_or_zero
     out += nan_or_zero
+    return out
+
+
+def _shares_by_search(row: np.ndarray) -> np.ndarray:
+    out = row.copy()
+    known = ~np.isnan(out)
+    present = out[known]
+    if len(present):
+        out[known] = np.searchsorted(np.sort(present), present, side="left") / max(
+            1, len(present) - 1
+        )
     return out

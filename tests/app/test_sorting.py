@@ -7,6 +7,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
+import app.sorting
 from app.sorting import runs, shares_below, stable_order
 
 
@@ -100,3 +101,13 @@ def test_shares_below_on_a_request_sized_block_with_negative_nans():
     values[0, :10] = -np.float32(np.nan)  # a NaN with its sign bit set still sorts last
     expected = np.stack([_shares_by_search(row) for row in values])
     np.testing.assert_array_equal(shares_below(values), expected)
+
+
+def test_rows_too_wide_for_exact_float32_ranks_are_ranked_one_at_a_time(monkeypatch):
+    rng = np.random.default_rng(3)
+    values = rng.standard_normal((3, 40)).astype(np.float32)
+    values[0, :5] = np.nan
+    values[1, ::2] = 1.0
+    packed = shares_below(values)
+    monkeypatch.setattr(app.sorting, "EXACT_IN_FLOAT32", 40)
+    np.testing.assert_array_equal(shares_below(values), packed)
