@@ -160,8 +160,7 @@ def _source_columns(x: np.ndarray, candidates: Candidates) -> None:
         # by (candidate, source), then rank; stable: of equal ranks the first hit wins
         order = stable_order(key * (int(ranks.max()) + 1) + ranks)
         best = order[runs(key[order])[0]]
-        rank = ranks.astype(np.float32)
-        x[at[best], _RANK_COLUMNS[source[best]]] = rank[best]
+        x[at[best], _RANK_COLUMNS[source[best]]] = ranks[best]
         x[at[best], _SCORE_COLUMNS[source[best]]] = table.score[known][best].astype(np.float32)
         n_sources = np.bincount(at[best], minlength=len(x)).astype(np.float32)
     x[:, _INDEX["n_sources"]] = n_sources

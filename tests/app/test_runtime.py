@@ -32,7 +32,7 @@ RELAXED = {
     "candidates_ms": 10_000,
     "ranking_ms": 10_000,
     "reranking_ms": 10_000,
-    "candidates": {name: {"deadline_ms": 8_000} for name in (source.name for source in SOURCES)},
+    "candidates": {source.name: {"deadline_ms": 8_000} for source in SOURCES},
 }
 
 

@@ -22,7 +22,7 @@ RELAXED = {
     "candidates_ms": 4000,
     "ranking_ms": 4000,
     "reranking_ms": 4000,
-    "candidates": {name: {"deadline_ms": 3000} for name in (source.name for source in SOURCES)},
+    "candidates": {source.name: {"deadline_ms": 3000} for source in SOURCES},
 }
 
 
