@@ -51,7 +51,7 @@ def shares_below(values: np.ndarray) -> np.ndarray:
         return np.empty((rows, 0), dtype=np.float32)
     values = np.ascontiguousarray(values, dtype=np.float32)
     if n >= EXACT_IN_FLOAT32:  # wider than any request: one row at a time, by definition
-        return np.stack([_shares_by_search(row) for row in values])
+        return np.stack([shares_by_search(row) for row in values])
     finite = np.fmin(values, np.float32(np.inf))  # NaN -> +inf
     finite += np.float32(0.0)  # -0.0 -> 0.0
     bits = finite.view(np.int32)
@@ -79,8 +79,10 @@ def shares_below(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _shares_by_search(row: np.ndarray) -> np.ndarray:
-    out = row.copy()
+def shares_by_search(row: np.ndarray) -> np.ndarray:
+    """The definition, one row at a time: per known value, the count strictly below it over
+    (known - 1); NaN stays NaN."""
+    out = row.astype(np.float32)
     known = ~np.isnan(out)
     present = out[known]
     if len(present):

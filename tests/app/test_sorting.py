@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import app.sorting
-from app.sorting import runs, shares_below, stable_order
+from app.sorting import runs, shares_below, shares_by_search, stable_order
 
 
 def test_stable_order_known_answer():
@@ -41,17 +41,6 @@ def test_runs_known_answer():
     assert starts.tolist() == [0, 2, 3] and run.tolist() == [0, 0, 1, 2, 2, 2]
     starts, run = runs(np.array([7]))
     assert starts.tolist() == [0] and run.tolist() == [0]
-
-
-def _shares_by_search(row: np.ndarray) -> np.ndarray:
-    """The definition: per known value, the count strictly below it over (known - 1)."""
-    out = row.astype(np.float32).copy()
-    known = ~np.isnan(out)
-    present = out[known]
-    if len(present):
-        below = np.searchsorted(np.sort(present), present, side="left")
-        out[known] = below / max(1, len(present) - 1)
-    return out
 
 
 def test_shares_below_known_answer():
@@ -89,7 +78,7 @@ _FLOATS = st.one_of(
 )
 def test_shares_below_is_a_sort_and_a_search_per_row(rows):
     values = np.array(rows, dtype=np.float32)
-    expected = np.stack([_shares_by_search(row) for row in values])
+    expected = np.stack([shares_by_search(row) for row in values])
     np.testing.assert_array_equal(shares_below(values), expected)
 
 
@@ -99,7 +88,7 @@ def test_shares_below_on_a_request_sized_block_with_negative_nans():
     values[rng.random(values.shape) < 0.2] = np.nan
     values[:, ::7] = np.round(values[:, ::7])  # ties
     values[0, :10] = -np.float32(np.nan)  # a NaN with its sign bit set still sorts last
-    expected = np.stack([_shares_by_search(row) for row in values])
+    expected = np.stack([shares_by_search(row) for row in values])
     np.testing.assert_array_equal(shares_below(values), expected)
 
 
