@@ -3,7 +3,7 @@
 # else python3. Debian builds it with PGO and LTO, as the Docker image's (python:3.11-slim) is; a
 # plain source build (pyenv's default) costs about 6% more CPU an answer over HTTP, measured
 # (README, Benchmarks at scale). An existing .venv is kept: `make clean install` moves it.
-SYSTEM_PYTHON := $(shell /usr/bin/python3.11 -c 'import ensurepip' 2>/dev/null && echo /usr/bin/python3.11)
+SYSTEM_PYTHON = $(shell /usr/bin/python3.11 -c 'import ensurepip' 2>/dev/null && echo /usr/bin/python3.11)
 PYTHON ?= $(or $(SYSTEM_PYTHON),python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
