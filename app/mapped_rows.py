@@ -201,6 +201,39 @@ def populate(matrix: VectorRows, share: float = POPULATE_SHARE) -> bool:
     return True
 
 
+WARM_SHARE = 0.5  # of the memory available: a larger file is left to be read by use
+WARM_CHUNK = 1 << 24  # bytes read at a time
+
+
+def warm(matrix: VectorRows, share: float = WARM_SHARE) -> bool:
+    """Read a mapped matrix's file through once, into the page cache (not into this process),
+    when its file takes at most `share` of the memory available; True if it did. For a file too
+    large to `populate` beside the runtime (the item neighbours at 10M items, 3.8 GB): requests
+    would read it from disk a page at a time, as the kernel's read-around gives up on a reader
+    at random after a hundred misses. At 10M the first 1,000 requests after a build took 137k
+    major faults: p99 131 ms against 35 ms warm. At 1M with the neighbours read that way, first
+    1,000 requests: 72k major faults, p99 63-78 ms; warmed at load: none, p99 22-28 ms. Reading
+    runs at 1.4-2 GB/s here. `madvise(MADV_WILLNEED)` would not do: the kernel reads ahead at
+    most its read-ahead window (8 MB here) of the range. The page cache is shared by the workers
+    and replicas of a host, and reclaimable: the processes' own memory pushes these pages out,
+    not the reverse."""
+    mapped = _whole_file_map(matrix.base if isinstance(matrix, MappedRows) else matrix)
+    if mapped is None or not hasattr(mapped, "_mmap"):
+        return False
+    size = len(mapped._mmap)  # type: ignore[attr-defined]
+    available = _available_bytes()
+    if available is None or size > share * available:
+        return False
+    buffer = bytearray(min(WARM_CHUNK, max(size, 1)))
+    try:
+        with open(str(mapped.filename), "rb", buffering=0) as file:
+            while file.readinto(buffer):
+                pass
+    except OSError:  # the mapping stays valid: it is only read by use, as before
+        return False
+    return True
+
+
 def _available_bytes() -> int | None:
     """The kernel's estimate of memory available without swapping (MemAvailable), or None."""
     try:

@@ -25,7 +25,7 @@ from app.features import FEATURE_NAMES
 from app.heap import release_free_memory
 from app.item_relations import DenseRelations, ItemRelations, NeighbourRelations
 from app.items import ItemCatalog
-from app.mapped_rows import populate
+from app.mapped_rows import populate, warm
 from app.quantized_rows import CONTENT_INT8_ABOVE, as_served
 from app.ranking import MODEL_FILE, Ranker
 from app.store import ITEMS, MANIFEST, RELATIONS, USERS, CatalogRoot, CatalogVersion, Manifest
@@ -95,6 +95,7 @@ class Runtime:
         content_memory = await asyncio.to_thread(
             memory_search, items.content, indexes["content_vector"].search, content_parts
         )
+        await asyncio.to_thread(_read_in, items, relations)
         return cls(
             version=catalog.manifest.version,
             path=catalog.path,
@@ -185,7 +186,6 @@ def _read_models(
     # codes and the users take more
     release_free_memory()
     items.content = as_served(items.content, content_int8_above)
-    populate(items.content)  # served from the mapped file (not as codes): its pages mapped now
     users = UserProfiles.from_table(catalog.table(USERS), items)
     relations = _relations(catalog.path, len(items))
     model = Ranker.load_model(catalog.path)
@@ -272,6 +272,18 @@ def _array(path: Path, rows: int | None = None, mapped: bool = False) -> np.ndar
     # fewer rows than items is fine: items upserted after the build come last, unrelated
     if rows is not None and array.shape[0] > rows:
         raise CatalogError(f"{path} has {array.shape[0]} rows for {rows} items; rebuild")
-    if mapped:
-        populate(array)  # if small beside the memory available: no page faults while serving
     return array
+
+
+def _read_in(items: ItemCatalog, relations: dict[str, ItemRelations]) -> None:
+    """The version's mapped files that requests read (the content vectors when not held as
+    codes, the item neighbours) mapped into this process, when small beside the memory
+    available: no page faults while serving; else, when they fit, read into the page cache, so
+    that the first requests do not read them from disk a page at a time. Done last, once the
+    searches hold their memory: pages cached before would be the first to go for it."""
+    mapped = [items.content]
+    for table in relations.values():
+        if isinstance(table, NeighbourRelations):
+            mapped += [table.neighbours, table.weights]
+    for matrix in mapped:
+        populate(matrix) or warm(matrix)
