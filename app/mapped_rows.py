@@ -172,7 +172,7 @@ def advise_random(matrix: VectorRows) -> None:
 
 # Linux 5.14+: fault every page of a mapping in at once, for reading (not in Python's mmap module)
 MADV_POPULATE_READ = 22
-POPULATE_SHARE = 0.25  # of the memory available: a larger mapped file stays faulted in by use
+POPULATE_SHARE = 0.5  # of the memory available: a larger mapped file stays faulted in by use
 
 
 def populate(matrix: VectorRows, share: float = POPULATE_SHARE) -> bool:
@@ -182,7 +182,15 @@ def populate(matrix: VectorRows, share: float = POPULATE_SHARE) -> bool:
     random content rows took 0.94 ms on first reading and 0.14 ms after, for a server's first
     thousands of requests; mapping the 1.5 GB file took 0.39 s. A file not cached yet is read
     ahead in large pieces (1.5 GB from disk in 2.0 s; advised random, a page at a time, 114 s)
-    and the mapping is left advised random, as the request path reads it."""
+    and the mapping is left advised random, as the request path reads it. From disk, a file
+    left to be read by use is read a page at a time once the kernel's read-around gives up on a
+    reader at random: at 1M items with the item neighbours left so (as at 10M, where they took
+    more than the quarter of the memory available this allowed before), the first 1,000
+    requests took 72-73k major faults, p99 63-86 ms; mapped in at load: none, p99 31-32 ms on
+    the same stretch of the machine.
+    Mapped, not only read into the page cache: pages no process maps are reclaimed first, and
+    this machine's kernel pages them out after a minute unused (a DAMON scheme); the pages of a
+    file every worker maps are shared by them."""
     mapped = _whole_file_map(matrix.base if isinstance(matrix, MappedRows) else matrix)
     if mapped is None or not hasattr(mapped, "_mmap") or not hasattr(mmap, "MADV_SEQUENTIAL"):
         return False
@@ -198,39 +206,6 @@ def populate(matrix: VectorRows, share: float = POPULATE_SHARE) -> bool:
         return False
     finally:
         advise_random(matrix)
-    return True
-
-
-WARM_SHARE = 0.5  # of the memory available: a larger file is left to be read by use
-WARM_CHUNK = 1 << 24  # bytes read at a time
-
-
-def warm(matrix: VectorRows, share: float = WARM_SHARE) -> bool:
-    """Read a mapped matrix's file through once, into the page cache (not into this process),
-    when its file takes at most `share` of the memory available; True if it did. For a file too
-    large to `populate` beside the runtime (the item neighbours at 10M items, 3.8 GB): requests
-    would read it from disk a page at a time, as the kernel's read-around gives up on a reader
-    at random after a hundred misses. At 10M the first 1,000 requests after a build took 137k
-    major faults: p99 131 ms against 35 ms warm. At 1M with the neighbours read that way, first
-    1,000 requests: 72k major faults, p99 63-78 ms; warmed at load: none, p99 22-28 ms. Reading
-    runs at 1.4-2 GB/s here. `madvise(MADV_WILLNEED)` would not do: the kernel reads ahead at
-    most its read-ahead window (8 MB here) of the range. The page cache is shared by the workers
-    and replicas of a host, and reclaimable: the processes' own memory pushes these pages out,
-    not the reverse."""
-    mapped = _whole_file_map(matrix.base if isinstance(matrix, MappedRows) else matrix)
-    if mapped is None or not hasattr(mapped, "_mmap"):
-        return False
-    size = len(mapped._mmap)  # type: ignore[attr-defined]
-    available = _available_bytes()
-    if available is None or size > share * available:
-        return False
-    buffer = bytearray(min(WARM_CHUNK, max(size, 1)))
-    try:
-        with open(str(mapped.filename), "rb", buffering=0) as file:
-            while file.readinto(buffer):
-                pass
-    except OSError:  # the mapping stays valid: it is only read by use, as before
-        return False
     return True
 
 

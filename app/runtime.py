@@ -25,7 +25,7 @@ from app.features import FEATURE_NAMES
 from app.heap import release_free_memory
 from app.item_relations import DenseRelations, ItemRelations, NeighbourRelations
 from app.items import ItemCatalog
-from app.mapped_rows import populate, warm
+from app.mapped_rows import populate
 from app.quantized_rows import CONTENT_INT8_ABOVE, as_served
 from app.ranking import MODEL_FILE, Ranker
 from app.store import ITEMS, MANIFEST, RELATIONS, USERS, CatalogRoot, CatalogVersion, Manifest
@@ -277,13 +277,12 @@ def _array(path: Path, rows: int | None = None, mapped: bool = False) -> np.ndar
 
 def _read_in(items: ItemCatalog, relations: dict[str, ItemRelations]) -> None:
     """The version's mapped files that requests read (the content vectors when not held as
-    codes, the item neighbours) mapped into this process, when small beside the memory
-    available: no page faults while serving; else, when they fit, read into the page cache, so
-    that the first requests do not read them from disk a page at a time. Done last, once the
-    searches hold their memory: pages cached before would be the first to go for it."""
+    codes, the item neighbours) mapped into this process now, if they fit beside the memory
+    available: no first requests reading them from disk a page at a time. Last, once the
+    searches hold their memory: what is mapped before would be the first to go for it."""
     mapped = [items.content]
     for table in relations.values():
         if isinstance(table, NeighbourRelations):
             mapped += [table.neighbours, table.weights]
     for matrix in mapped:
-        populate(matrix) or warm(matrix)
+        populate(matrix)

@@ -2,12 +2,16 @@
 
 The first piece of `shortlist bench` (the scale benchmark adds catalog generation, ANN recall
 against brute force and HTTP load). Requests run one after another, after a warm-up, for a seeded
-sample of known users (and a share of unknown ones), explain off unless asked.
+sample of known users (and a share of unknown ones), explain off unless asked. `cold`: the
+serving version's files are dropped from the page cache first (as after a reboot, or a build
+whose last steps filled it with other files) and the requests are measured from the first one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import resource
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,20 +23,49 @@ from app.domain import RecommendationRequest, StageStatus
 from app.engine import Engine
 from app.pipeline import FAULT_POINTS
 from app.settings import Settings
+from app.store import CatalogRoot
 from pipelines.machine_speed import reference
 
 WARMUP = 20
 UNKNOWN_SHARE = 0.1
 
 
-async def _measure(settings: Settings, requests: int, explain: bool, seed: int) -> dict[str, Any]:
+def drop_cached(path: Path) -> int:
+    """Ask the kernel to drop a file, or every file under a directory, from the page cache
+    (written back first; the pages some process maps stay); the bytes of the files asked about."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    asked = 0
+    for file in files:
+        fd = os.open(file, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # dirty pages (a build just finished) are not dropped
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            asked += os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+    return asked
+
+
+def _major_faults() -> int:
+    """Page faults of this process that read from disk, so far."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_majflt
+
+
+async def _measure(
+    settings: Settings, requests: int, explain: bool, seed: int, cold: bool = False
+) -> dict[str, Any]:
+    warmup = 0 if cold else WARMUP
+    dropped = drop_cached(CatalogRoot(settings.db_path).open().path) if cold else 0
+    faults, load_started = _major_faults(), time.perf_counter()
     engine = await Engine.start(settings)
+    load_s = time.perf_counter() - load_started
+    load_faults, faults = _major_faults() - faults, _major_faults()
     users = engine.current.runtime.users.index
     # asked when the catalog's events end, as a live catalog is: recent releases are then
     # fresh (asked years later, the fresh source would find nothing and cost nothing)
     at = datetime.fromtimestamp(engine.current.runtime.manifest.reference_time, tz=UTC)
     rng = np.random.default_rng(seed)
-    picked = [str(users[i]) for i in rng.integers(0, len(users), size=requests + WARMUP)]
+    picked = [str(users[i]) for i in rng.integers(0, len(users), size=requests + warmup)]
     for n in range(0, len(picked), int(1 / UNKNOWN_SHARE)):
         picked[n] = f"bench-unknown-{n}"
     stages: dict[str, list[float]] = {}
@@ -46,7 +79,8 @@ async def _measure(settings: Settings, requests: int, explain: bool, seed: int) 
         result = await engine.recommend(request)
         elapsed = (time.perf_counter() - started) * 1000
         used = (time.process_time() - cpu_started) * 1000
-        if n < WARMUP:
+        if n < warmup:
+            faults = _major_faults()  # counted from the first measured request
             continue
         totals.append(elapsed)
         cpu.append(used)
@@ -56,6 +90,7 @@ async def _measure(settings: Settings, requests: int, explain: bool, seed: int) 
                 key = f"{report.name}: {report.status.value}"
                 degraded_by[key] = degraded_by.get(key, 0) + 1
             stages.setdefault(report.name, []).append(report.ms)
+    answer_faults = _major_faults() - faults
     await engine.close()
 
     def summary(values: list[float]) -> dict[str, float]:
@@ -70,6 +105,10 @@ async def _measure(settings: Settings, requests: int, explain: bool, seed: int) 
         "version": engine.current.runtime.version,
         "requests": requests,
         "explain": explain,
+        "cold": cold,
+        "dropped_bytes": dropped,
+        "load_s": round(load_s, 2),
+        "major_faults": {"load": load_faults, "answers": answer_faults},
         "degraded": degraded,
         "degraded_by": degraded_by,
         "total": summary(totals),
@@ -79,10 +118,10 @@ async def _measure(settings: Settings, requests: int, explain: bool, seed: int) 
 
 
 def stage_latency(
-    db: Path, requests: int = 500, explain: bool = False, seed: int = 0
+    db: Path, requests: int = 500, explain: bool = False, seed: int = 0, cold: bool = False
 ) -> dict[str, Any]:
     machine = reference()  # timed once a report, before the engine loads (not per fault)
-    report = asyncio.run(_measure(Settings(db_path=db), requests, explain, seed))
+    report = asyncio.run(_measure(Settings(db_path=db), requests, explain, seed, cold))
     return {**report, "machine_reference": machine}
 
 
@@ -101,6 +140,19 @@ def markdown(report: dict[str, Any]) -> str:
             "",
             f"Machine reference (`pipelines.machine_speed`, the same fixed work every run): "
             f"Python {ref['python_ms']} ms, numpy {ref['numpy_ms']} ms.",
+        ]
+    if "load_s" in report:
+        faults = report["major_faults"]
+        start = (
+            f"Cold: {report['dropped_bytes'] / 2**20:,.0f} MiB of the version's files dropped "
+            "from the page cache first, every request measured. "
+            if report["cold"]
+            else ""
+        )
+        lines[1:1] = [
+            "",
+            f"{start}Loaded in {report['load_s']} s; page faults read from disk: "
+            f"{faults['load']:,} loading, {faults['answers']:,} answering.",
         ]
     rows = [("total (server-side)", report["total"])]
     if "cpu" in report:  # steadier than wall time on a shared machine

@@ -47,6 +47,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "**(a) Served latency, in-process, sequential**", ""]
     lines.append(latency_markdown(report["latency"]))
     lines += ["", latency_markdown(report["latency_explain"]), ""]
+    if "latency_cold" in report:  # reports before 2026-11-27 have none
+        lines += [latency_markdown(report["latency_cold"]), ""]
     off, on = report["latency"]["total"], report["latency_explain"]["total"]
     lines.append(
         f"Explain adds {on['p50_ms'] - off['p50_ms']:.2f} ms at p50. Peak RSS of the benchmark "

@@ -97,9 +97,12 @@ def scale_bench(
     source, db = work / "source", work / "db"
     report: dict[str, Any] = {"machine": _machine()}
     report["catalog"] = prepare(source, db, items, users, seed, work)
+    # first, as the first requests after a build or a reboot are served: from a page cache
+    # without the version's files
+    report["latency_cold"] = stage_latency(db, requests, explain=False, seed=seed, cold=True)
     report["latency"] = stage_latency(db, requests, explain=False, seed=seed)
     report["latency_explain"] = stage_latency(db, requests, explain=True, seed=seed)
-    report["serving_peak_rss_mib"] = _self_peak_mib()  # the in-process engine, both runs
+    report["serving_peak_rss_mib"] = _self_peak_mib()  # the in-process engine, every run
     int8_above = Settings().content_int8_above  # as the served runs above (and the server)
     report["ann"] = ann_recall(db, ann_queries, seed=seed, content_int8_above=int8_above)
     report["http"] = http_load(db, concurrency, http_seconds, seed)

@@ -131,6 +131,14 @@ def bench(
         int, typer.Option(help="Measured requests (after a warm-up).", min=1)
     ] = 500,
     explain: Annotated[bool, typer.Option("--explain", help="Ask for explanations too.")] = False,
+    cold: Annotated[
+        bool,
+        typer.Option(
+            "--cold",
+            help="Drop the serving version's files from the page cache first (as after a "
+            "reboot) and measure from the first request, with no warm-up.",
+        ),
+    ] = False,
     realtime: Annotated[
         bool,
         typer.Option(
@@ -220,7 +228,7 @@ def bench(
     else:
         from pipelines.bench import markdown, stage_latency
 
-        report = stage_latency(settings.db_path, requests, explain)
+        report = stage_latency(settings.db_path, requests, explain, cold=cold)
         typer.echo(markdown(report))
     if out is not None:
         out.write_text(json.dumps(report, indent=2))

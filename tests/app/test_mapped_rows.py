@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import mmap
-import os
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +9,9 @@ import pytest
 
 from app.candidates.memory_search import NormOrderedSearch
 from app.candidates.partitioned_search import PartitionedSearch
-from app.mapped_rows import MappedRows, advise_random, populate, warm
+from app.mapped_rows import MappedRows, advise_random, populate
 from pipelines.partitions import fit_partitions
+from tests.page_cache import resident_bytes
 
 
 def mapped(tmp_path: Path, rows: int = 50, dim: int = 8, seed: int = 0) -> np.ndarray:
@@ -127,81 +125,18 @@ def test_rows_between_reads_a_mapped_file_as_the_map_does(tmp_path) -> None:
         np.testing.assert_array_equal(rows_between(held, start, stop), expected[start:stop])
 
 
-def _resident_bytes(matrix: np.ndarray) -> int:
-    """How much of the mapping holding `matrix` this process has mapped in (smaps' Rss)."""
-    address = matrix.ctypes.data
-    inside = False
-    for line in Path("/proc/self/smaps").read_text().splitlines():
-        head = line.split()[0]
-        if "-" in head and ":" not in head:
-            low, high = (int(part, 16) for part in head.split("-"))
-            inside = low <= address < high
-        elif inside and head == "Rss:":
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no mapping holds the matrix")
-
-
 def test_populate_maps_a_small_file_s_pages_in_before_any_read(tmp_path: Path) -> None:
     rows = np.random.default_rng(3).normal(size=(16_384, 256)).astype(np.float32)  # 16 MB
     np.save(tmp_path / "v.npy", rows)
     cold = np.load(tmp_path / "v.npy", mmap_mode="r")
     advise_random(cold)
-    assert _resident_bytes(cold) < rows.nbytes // 4  # nothing read yet: (almost) nothing in
+    assert resident_bytes(cold) < rows.nbytes // 4  # nothing read yet: (almost) nothing in
     assert populate(cold)
-    assert _resident_bytes(cold) >= rows.nbytes  # every page mapped in, before any read
+    assert resident_bytes(cold) >= rows.nbytes  # every page mapped in, before any read
     every_page = np.arange(0, 16_384, 4)
     np.testing.assert_array_equal(np.take(cold, every_page, axis=0), rows[every_page])
     # too large beside the memory available, or not a mapped file: left alone
     left = np.load(tmp_path / "v.npy", mmap_mode="r")
     assert not populate(left, share=1e-9)
-    assert _resident_bytes(left) < rows.nbytes // 4
+    assert resident_bytes(left) < rows.nbytes // 4
     assert not populate(rows)
-
-
-def _cached_bytes(path: Path) -> int:
-    """How many bytes of the file are in the page cache: mincore over a new mapping of it, which
-    reads nothing (a read with RWF_NOWAIT would start the kernel's read-ahead of the file)."""
-    size = path.stat().st_size
-    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
-    vector = ctypes.create_string_buffer(pages)
-    with open(path, "rb") as file, mmap.mmap(file.fileno(), size, prot=mmap.PROT_READ) as mapping:
-        view = np.frombuffer(mapping, dtype=np.uint8)
-        status = libc.mincore(view.ctypes.data, size, vector)
-        del view
-    if status != 0:
-        raise OSError(ctypes.get_errno(), "mincore failed")
-    return sum(byte & 1 for byte in vector.raw) * mmap.PAGESIZE
-
-
-def _evict(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
-def test_warm_caches_a_file_too_large_to_populate_without_mapping_it_in(tmp_path: Path) -> None:
-    rows = np.random.default_rng(4).normal(size=(16_384, 256)).astype(np.float32)  # 16 MB
-    path = tmp_path / "v.npy"
-    np.save(path, rows)
-    _evict(path)
-    assert _cached_bytes(path) == 0  # the test's premise: the file is read from disk now
-    cold = np.load(path, mmap_mode="r")
-    advise_random(cold)
-    assert not populate(cold, share=1e-9)  # too large to map in beside the memory available
-    assert warm(cold)
-    assert _cached_bytes(path) >= path.stat().st_size  # every page in the page cache
-    assert _resident_bytes(cold) < rows.nbytes // 4  # but not mapped into this process
-    every_page = np.arange(0, 16_384, 4)
-    np.testing.assert_array_equal(np.take(cold, every_page, axis=0), rows[every_page])
-    # too large even for the page cache's share, or not a mapped file: left alone
-    other = tmp_path / "w.npy"  # (the pages of v.npy stay cached while `cold` maps them)
-    np.save(other, rows)
-    _evict(other)
-    assert not warm(np.load(other, mmap_mode="r"), share=1e-9)
-    assert _cached_bytes(other) < rows.nbytes // 100  # its header only, which np.load read
-    assert not warm(rows)

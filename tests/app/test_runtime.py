@@ -14,6 +14,7 @@ import pytest
 from app.domain import RecommendationRequest
 from app.engine import Engine
 from app.errors import CatalogError
+from app.item_relations import NeighbourRelations
 from app.items import ItemCatalog
 from app.mapped_rows import MappedRows
 from app.pipeline import SOURCES
@@ -24,6 +25,7 @@ from app.realtime.records import ItemDraft
 from app.runtime import Runtime
 from app.settings import Settings
 from app.store import CONTENT_FILE, CatalogRoot, write_manifest
+from tests.page_cache import resident_bytes
 
 # Generous deadlines: the two engines must not differ by a stage that ran out of time.
 RELAXED = {
@@ -67,6 +69,18 @@ def test_a_built_version_serves_its_content_vectors_mapped(built_catalog: Path) 
     assert isinstance(content, np.memmap) and not content.flags.writeable
     assert Path(str(content.filename)) == (runtime.path / CONTENT_FILE).resolve()
     assert content.shape == (len(runtime.items), runtime.manifest.content_dim)
+
+
+def test_a_loaded_version_s_mapped_files_are_mapped_in_before_the_first_request(
+    built_catalog: Path,
+) -> None:
+    """The content vectors and the item neighbours: no first requests faulting them in."""
+    runtime = asyncio.run(Runtime.open(built_catalog))
+    knn = runtime.relations["item_knn"]
+    assert isinstance(knn, NeighbourRelations)
+    for matrix in (runtime.items.content, knn.neighbours, knn.weights):
+        assert isinstance(matrix, np.memmap)  # mapped, not read
+        assert resident_bytes(matrix) >= matrix.nbytes
 
 
 async def test_the_file_and_the_column_serve_the_same_recommendations(

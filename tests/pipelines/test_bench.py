@@ -1,6 +1,8 @@
 from pathlib import Path
 
-from pipelines.bench import markdown, stage_latency
+from app.store import CatalogRoot
+from pipelines.bench import drop_cached, markdown, stage_latency
+from tests.page_cache import cached_bytes
 
 
 def test_bench_reports_every_stage(built_catalog: Path) -> None:
@@ -17,3 +19,22 @@ def test_bench_reports_every_stage(built_catalog: Path) -> None:
     reference = report["machine_reference"]
     assert reference["python_ms"] > 0 and reference["numpy_ms"] > 0
     assert f"Python {reference['python_ms']} ms" in table
+
+
+def test_a_cold_bench_drops_the_version_from_the_page_cache_and_measures_every_request(
+    built_catalog: Path,
+) -> None:
+    version = CatalogRoot(built_catalog).open().path
+    files = [p for p in version.rglob("*") if p.is_file()]
+    for path in files:
+        path.read_bytes()  # all cached
+    assert drop_cached(version) == sum(p.stat().st_size for p in files)
+    assert sum(cached_bytes(p) for p in files) == 0  # (no other process maps them)
+
+    report = stage_latency(built_catalog, requests=5, cold=True)
+    assert report["cold"] and report["dropped_bytes"] > 0
+    assert report["load_s"] > 0
+    assert min(report["major_faults"].values()) >= 0
+    table = markdown(report)
+    assert "Cold: " in table and f"Loaded in {report['load_s']} s" in table
+    assert "Cold: " not in markdown(stage_latency(built_catalog, requests=5))

@@ -99,11 +99,12 @@ def test_scale_bench_at_a_tiny_size_writes_json_markdown_and_png(
     assert catalog["generate"]["peak_rss_mib"] > 0 and catalog["build"]["seconds"] > 0
     steps = {s["name"] for s in catalog["build_steps"]}
     assert {"ingest", "cf", "write", "index", "total"} <= steps
-    for run in (written["latency"], written["latency_explain"]):
+    for run in (written["latency"], written["latency_explain"], written["latency_cold"]):
         assert run["requests"] == 20
         assert {"candidates", "ranking", "reranking"} <= set(run["stages"])
         assert 0 <= run["total"]["p50_ms"] <= run["total"]["p99_ms"]
     assert written["latency_explain"]["explain"] is True
+    assert written["latency_cold"]["cold"] is True and not written["latency"]["cold"]
     assert set(written["ann"]["columns"]) == {"cf_vector", "content_vector"}
     for column in written["ann"]["columns"].values():
         assert 0.0 <= column["recall@1000"] <= 1.0
@@ -129,6 +130,7 @@ def test_scale_bench_at_a_tiny_size_writes_json_markdown_and_png(
     assert (out / PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     markdown = (out / "bench.md").read_text()
     assert "| cf_vector |" in markdown and "Build steps" in markdown
+    assert "Cold: " in markdown  # the cold run, first
     assert report["catalog"] == written["catalog"]
     # A second run reuses the generated source and the built catalog.
     again = scale_bench(
