@@ -56,10 +56,10 @@ async def _measure(
 ) -> dict[str, Any]:
     warmup = 0 if cold else WARMUP
     dropped = drop_cached(CatalogRoot(settings.db_path).open().path) if cold else 0
-    faults, load_started = _major_faults(), time.perf_counter()
+    before_load, load_started = _major_faults(), time.perf_counter()
     engine = await Engine.start(settings)
     load_s = time.perf_counter() - load_started
-    load_faults, faults = _major_faults() - faults, _major_faults()
+    load_faults = _major_faults() - before_load
     users = engine.current.runtime.users.index
     # asked when the catalog's events end, as a live catalog is: recent releases are then
     # fresh (asked years later, the fresh source would find nothing and cost nothing)
@@ -74,13 +74,14 @@ async def _measure(
     degraded = 0
     degraded_by: dict[str, int] = {}  # "stage: STATUS" of what a degraded answer missed
     for n, user in enumerate(picked):
+        if n == warmup:
+            before_answers = _major_faults()  # counted from the first measured request
         request = RecommendationRequest(user_id=user, count=30, at=at, explain=explain)
         started, cpu_started = time.perf_counter(), time.process_time()
         result = await engine.recommend(request)
         elapsed = (time.perf_counter() - started) * 1000
         used = (time.process_time() - cpu_started) * 1000
         if n < warmup:
-            faults = _major_faults()  # counted from the first measured request
             continue
         totals.append(elapsed)
         cpu.append(used)
@@ -90,7 +91,7 @@ async def _measure(
                 key = f"{report.name}: {report.status.value}"
                 degraded_by[key] = degraded_by.get(key, 0) + 1
             stages.setdefault(report.name, []).append(report.ms)
-    answer_faults = _major_faults() - faults
+    answer_faults = _major_faults() - before_answers
     await engine.close()
 
     def summary(values: list[float]) -> dict[str, float]:
