@@ -6,8 +6,10 @@ fallback, so a late or failing stage degrades the answer instead of failing it:
 
     user_state  the batch profile with the live overlay (and CF fold-in) laid over it;
                 fallback: the overlay without a batch history still being read
-    candidates  sources run concurrently, each under its own deadline; a late source is dropped;
-                if the whole stage fails, the popular list stands in
+    candidates  sources run concurrently, each under its own deadline (and cut off just before
+                the stage's); a late source is dropped; if the stage itself is cut off, the
+                sources that had finished are merged; if it fails or nothing finished, the
+                popular list stands in
     ranking     CatBoost over features.assemble; fallback: stage-1 (fused) order
     reranking   the configured rules; fallback: the minimal rules (consumed, dismissed, series)
 
@@ -21,7 +23,7 @@ from collections.abc import Awaitable, Callable
 
 from pydantic import BaseModel, Field
 
-from app.candidates import CandidateOutput, CandidatesConfig, CandidateStage
+from app.candidates import CandidateOutput, CandidatesConfig, CandidateStage, SourceRun
 from app.candidates.ann import FAULT_POINTS as ANN_FAULT_POINTS
 from app.candidates.base import ItemGate, SourceInput
 from app.candidates.sources import (
@@ -105,8 +107,10 @@ class Pipeline:
         ranking: Ranker,
         reranking: Reranker,
         faults: dict[str, Fault],
+        fallback: Popular,
     ) -> None:
         self.config = config
+        self.fallback = fallback  # stage 1's fallback: popular items, enabled as a source or not
         self.runtime = runtime
         self.candidates = candidates
         self.ranking = ranking
@@ -123,6 +127,7 @@ class Pipeline:
     ) -> Pipeline:
         """The request path on `runtime`; `trending` (live state) reorders the popular source."""
         items, c = runtime.items, config.candidates
+        popular = Popular(c.popular, items, trending)
         sources = [  # one of each of SOURCES
             CfAnn(c.cf_ann, runtime.cf_index),
             ContentAnn(c.content_ann, runtime.content_index),
@@ -130,7 +135,7 @@ class Pipeline:
             ItemKnn(c.item_knn, runtime.relations.get("item_knn")),
             Ease(c.ease, runtime.relations.get("ease")),
             Fresh(c.fresh, items, runtime.content_index.memory),
-            Popular(c.popular, items, trending),
+            popular,
             Exploration(c.exploration, items, runtime.content_index.memory),
         ]
         faults = faults or {}
@@ -143,6 +148,7 @@ class Pipeline:
             ),
             Reranker(config.reranking, items),
             faults,
+            popular,
         )
 
     def user_state(self, user_id: str) -> UserState:
@@ -181,17 +187,23 @@ class Pipeline:
             )
         user = user or self.user_state(request.user_id)
 
-        # Stage 1
+        # Stage 1: if the stage is cut off, the sources that finished are still merged
+        within = remaining(self.config.candidates_ms)
+        run = SourceRun()
         stage1 = await run_within(
             "candidates",
-            remaining(self.config.candidates_ms),
-            lambda: self.candidates(request, user),
+            within,
+            lambda: self.candidates(request, user, within, run),
             self.faults,
         )
-        if stage1.value is not None:
-            candidates, source_reports = stage1.value.candidates, stage1.value.sources
+        output = stage1.value
+        if output is None and stage1.status is StageStatus.TIMEOUT:
+            output = self.candidates.salvage(run)
+        source_reports = output.sources if output is not None else []
+        if output is not None and (stage1.value is not None or len(output.candidates)):
+            candidates = output.candidates
         else:
-            candidates, source_reports = await self._popular_fallback(request, user), []
+            candidates = await self._popular_fallback(request, user)
         reports = [
             StageReport("candidates", stage1.ms, stage1.status, 0, len(candidates), stage1.error)
         ]
@@ -246,7 +258,7 @@ class Pipeline:
     async def _popular_fallback(
         self, request: RecommendationRequest, user: UserState
     ) -> Candidates:
-        popular = next(s for s in self.candidates.sources if isinstance(s, Popular))
+        popular = self.fallback
         gate = ItemGate.for_request(request, user, self.runtime.items, True)
         result = await popular(SourceInput(request, user, gate))
         from app.candidates import merge

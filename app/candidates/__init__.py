@@ -3,12 +3,19 @@
 Each candidate keeps every source hit that found it (source, rank, score, anchor); candidates
 are ordered by the catalog version's fusion (`app.candidates.fusion`: hit rates measured by the
 build, or reciprocal rank) and cut to `max_candidates`.
+
+A source is cut off at its own deadline or `merge_ms` before the stage's, whichever comes first,
+so the stage merges what arrived in time. Each finished source is recorded in the request's
+`SourceRun` as it lands: should the stage itself be cut off (its whole deadline spent, as when
+the process stalls), `CandidateStage.salvage` still merges the sources that finished, and
+reports the rest as cut off.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -23,8 +30,15 @@ from app.candidates.sources.fresh import FreshConfig
 from app.candidates.sources.item_knn import ItemKnnConfig
 from app.candidates.sources.item_to_item import ItemToItemConfig
 from app.candidates.sources.popular import PopularConfig
-from app.deadlines import Fault, run_within
-from app.domain import Candidates, HitTable, RecommendationRequest, StageReport, UserState
+from app.deadlines import Fault, Outcome, run_within
+from app.domain import (
+    Candidates,
+    HitTable,
+    RecommendationRequest,
+    StageReport,
+    StageStatus,
+    UserState,
+)
 from app.items import ItemCatalog
 from app.sorting import runs, stable_order
 
@@ -32,6 +46,12 @@ from app.sorting import runs, stable_order
 class CandidatesConfig(BaseModel):
     max_candidates: int = Field(1000, ge=1, le=10_000, description="Candidates passed to ranking.")
     exclude_consumed: bool = Field(True, description="Drop items the user already consumed.")
+    merge_ms: float = Field(
+        5.0,
+        ge=0,
+        description="Of the stage's deadline, kept for the merge: every source is cut off at "
+        "the stage deadline less this, if its own comes later.",
+    )
     cf_ann: CfAnnConfig = Field(default_factory=CfAnnConfig)
     content_ann: ContentAnnConfig = Field(default_factory=ContentAnnConfig)
     item_to_item: ItemToItemConfig = Field(default_factory=ItemToItemConfig)
@@ -63,26 +83,49 @@ class CandidateStage:
         self.faults = faults or {}
         self.fusion = fusion or ReciprocalRank()
 
-    async def __call__(self, request: RecommendationRequest, user: UserState) -> CandidateOutput:
+    async def __call__(
+        self,
+        request: RecommendationRequest,
+        user: UserState,
+        within_ms: float | None = None,
+        run: SourceRun | None = None,
+    ) -> CandidateOutput:
+        """The merged candidates of every source, which are cut off `merge_ms` before
+        `within_ms` (the stage's deadline; default: none) if their own deadlines are later.
+        `run` (default: a new one) records each source's outcome as it lands."""
         gate = ItemGate.for_request(request, user, self.items, self.config.exclude_consumed)
         given = SourceInput(request, user, gate)
+        run = run if run is not None else SourceRun()
+        run.started = time.perf_counter()
+        cutoff = None if within_ms is None else max(0.0, within_ms - self.config.merge_ms)
 
-        def call(source: CandidateSource):  # type: ignore[no-untyped-def]
-            return lambda: source(given)
+        async def call(source: CandidateSource) -> None:
+            deadline = source.config.deadline_ms
+            if cutoff is not None:
+                deadline = min(deadline, cutoff)
+            outcome = await run_within(source.name, deadline, lambda: source(given), self.faults)
+            run.outcomes[source.name] = outcome
 
-        outcomes = await asyncio.gather(
-            *(run_within(s.name, s.config.deadline_ms, call(s), self.faults) for s in self.sources)
-        )
+        await asyncio.gather(*(call(s) for s in self.sources))
+        return self.salvage(run)
+
+    def salvage(self, run: SourceRun) -> CandidateOutput:
+        """The merge of the sources `run` saw finish; the others are reported as cut off by
+        the stage's deadline (none are reported if the stage never started them)."""
         reports = []
         results: list[tuple[str, SourceResult]] = []
-        for source, outcome in zip(self.sources, outcomes, strict=True):
+        for source in self.sources if run.started is not None else []:
+            outcome = run.outcomes.get(source.name)
+            if outcome is None:
+                reports.append(run.cut_off(source.name))
+                continue
             result = outcome.value
             if result is not None and result.skipped is None:
                 results.append((source.name, result))
             status = outcome.status
             detail = outcome.error
             if result is not None and result.skipped is not None:
-                status, detail = type(status).SKIPPED, result.skipped
+                status, detail = StageStatus.SKIPPED, result.skipped
             reports.append(
                 StageReport(
                     name=f"source:{source.name}",
@@ -94,6 +137,20 @@ class CandidateStage:
                 )
             )
         return CandidateOutput(merge(results, self.config.max_candidates, self.fusion), reports)
+
+
+@dataclass
+class SourceRun:
+    """One request's sources as far as they got: each outcome is recorded as it lands."""
+
+    outcomes: dict[str, Outcome[SourceResult]] = field(default_factory=dict)
+    started: float | None = None  # time.perf_counter() when the sources were started
+
+    def cut_off(self, name: str) -> StageReport:
+        """The report of a source still running when the stage was cut off."""
+        ms = 0.0 if self.started is None else (time.perf_counter() - self.started) * 1000
+        detail = f"{name} was cut off with the candidates stage after {ms:.0f} ms"
+        return StageReport(f"source:{name}", ms, StageStatus.TIMEOUT, 0, 0, detail)
 
 
 def merge(

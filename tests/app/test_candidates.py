@@ -797,6 +797,50 @@ async def test_stage_runs_every_source_and_merges(world):
     assert seen_sources == set(SOURCES)
 
 
+class Timed:
+    """A source answering `items` after `seconds` (an await: the loop can cut it off)."""
+
+    def __init__(self, name: str, items: list[int], seconds: float, deadline_ms: float) -> None:
+        self.name = name  # type: ignore[misc]
+        self.config = SourceConfig(deadline_ms=deadline_ms)
+        self.items, self.seconds = np.array(items, dtype=np.int64), seconds
+
+    async def __call__(self, given: SourceInput) -> SourceResult:
+        await asyncio.sleep(self.seconds)
+        return SourceResult(self.items, np.ones(len(self.items), dtype=np.float32))
+
+
+def timed_stage(merge_ms: float = 5.0) -> CandidateStage:
+    sources = [Timed("quick", [1, 2, 3], 0.0, 10_000), Timed("slow", [4, 5], 30.0, 10_000)]
+    config = CandidatesConfig(max_candidates=10, merge_ms=merge_ms)
+    return CandidateStage(config, sources, synthetic_catalog())  # type: ignore[arg-type]
+
+
+async def test_a_source_is_cut_off_before_the_stage_deadline_and_the_rest_merged():
+    out = await timed_stage(merge_ms=20)(request(), user(), within_ms=100)
+    assert out.candidates.items.tolist() == [1, 2, 3]
+    quick, slow = out.sources
+    assert quick.status is StageStatus.OK and quick.out_count == 3
+    assert slow.status is StageStatus.TIMEOUT and slow.detail == "slow exceeded 80 ms"
+
+
+async def test_a_stage_cut_off_itself_still_merges_the_sources_that_finished():
+    from app.candidates import SourceRun
+
+    stage, run = timed_stage(), SourceRun()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):  # the stage's own deadline was never given to it
+            await stage(request(), user(), None, run)
+    out = stage.salvage(run)
+    assert out.candidates.items.tolist() == [1, 2, 3]
+    quick, slow = out.sources
+    assert quick.status is StageStatus.OK and quick.out_count == 3
+    assert slow.status is StageStatus.TIMEOUT and slow.out_count == 0
+    assert slow.detail.startswith("slow was cut off with the candidates stage after")
+    never = timed_stage().salvage(SourceRun())  # never started: nothing merged, none reported
+    assert len(never.candidates) == 0 and never.sources == []
+
+
 # --- item_knn -------------------------------------------------------------------------------------
 
 

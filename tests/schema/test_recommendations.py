@@ -208,9 +208,10 @@ async def test_count_out_of_range_is_a_clear_error(client, count) -> None:
 
 
 async def test_slow_source_degrades_within_budget(make_client, users_table) -> None:
-    pipeline = {**RELAXED, "budget_ms": 200, "candidates_ms": 120}
+    # deadlines far apart: the stage's is far above what the other sources need on a busy CI
+    pipeline = {**RELAXED, "budget_ms": 3000, "candidates_ms": 2000}
     pipeline["candidates"] = {**RELAXED["candidates"], "cf_ann": {"deadline_ms": 50}}
-    async for client in make_client(pipeline=pipeline, faults={"cf_ann": {"delay_ms": 1000}}):
+    async for client in make_client(pipeline=pipeline, faults={"cf_ann": {"delay_ms": 5000}}):
         import time
 
         started = time.perf_counter()
@@ -221,9 +222,47 @@ async def test_slow_source_degrades_within_budget(make_client, users_table) -> N
         assert len(result["items"]) == 30
         stages = {s["name"]: s for s in result["stages"]}
         assert stages["source:cf_ann"]["status"] == "TIMEOUT"
+        assert stages["source:cf_ann"]["ms"] < 2000
         assert stages["candidates"]["status"] == "OK"
-        assert elapsed < 1000  # the 1 s delay was not waited for
-        np.testing.assert_array_less([s["ms"] for s in result["stages"][:3]], [200, 200, 200])
+        assert stages["candidates"]["outCount"] > 0
+        assert elapsed < 5000  # the 5 s delay was not waited for
+        np.testing.assert_array_less([s["ms"] for s in result["stages"][:3]], [3000] * 3)
+
+
+async def test_a_source_outlasting_the_stage_is_cut_off_and_the_rest_are_kept(
+    make_client, users_table
+) -> None:
+    """content_ann's own deadline (3 s) is later than the stage's (1 s): it is cut off just
+    before the stage's, and the candidates the other sources found are ranked, not replaced."""
+    pipeline = {**RELAXED, "budget_ms": 3000, "candidates_ms": 1000}
+    faults = {"content_ann": {"delay_ms": 5000}}
+    async for client in make_client(pipeline=pipeline, faults=faults):
+        data = await gql(client, FULL, u=users_table.index[0], n=30)
+        result = data["data"]["recommendations"]
+        stages = {s["name"]: s for s in result["stages"]}
+        assert result["degraded"] is True and len(result["items"]) == 30
+        assert stages["source:content_ann"]["status"] == "TIMEOUT"
+        assert stages["source:content_ann"]["ms"] < 1000
+        finished = [
+            name
+            for name, s in stages.items()
+            if name.startswith("source:") and s["status"] == "OK" and s["outCount"] > 0
+        ]
+        assert "source:cf_ann" in finished and len(finished) >= 4
+        found = {hit["source"] for i in result["items"] for hit in i["explain"]["sources"]}
+        assert "content_ann" not in found and found - {"popular"}
+
+
+async def test_popular_items_stand_in_for_a_failed_stage_even_when_not_a_source(
+    make_client, users_table
+) -> None:
+    sources = {**RELAXED["candidates"], "popular": {"enabled": False}}
+    faults = {"candidates": {"fail": True}}
+    async for client in make_client(pipeline={**RELAXED, "candidates": sources}, faults=faults):
+        result = (await gql(client, FULL, u=users_table.index[0], n=30))["data"]
+        stages = {s["name"]: s for s in result["recommendations"]["stages"]}
+        assert stages["candidates"]["status"] == "ERROR"
+        assert len(result["recommendations"]["items"]) == 30
 
 
 async def test_failing_ranker_falls_back_to_stage_one_order(make_client, users_table) -> None:
