@@ -112,8 +112,9 @@ def assemble(
     if user.content_vector is not None:
         x[:, _INDEX["content_sim"]] = content @ user.content_vector
     if recent:
-        x[:, _INDEX["recent_content_max"]] = (content @ items.content[recent].T).max(axis=1)
-        x[:, _INDEX["recent_cf_max"]] = (cf @ items.cf[recent].T).max(axis=1)
+        recent_content = np.take(items.content, recent, axis=0)
+        x[:, _INDEX["recent_content_max"]] = (content @ recent_content.T).max(axis=1)
+        x[:, _INDEX["recent_cf_max"]] = (cf @ np.take(items.cf, recent, axis=0).T).max(axis=1)
 
     for name, table in (relations or {}).items():
         if name in RELATIONS and len(user.history):
@@ -135,7 +136,7 @@ def assemble(
         weights = np.array(
             [user.genre_shares.get(g, 0.0) for g in items.genre_names], dtype=np.float32
         )
-        x[:, _INDEX["genre_affinity"]] = items.genre_matrix[idx] @ weights
+        x[:, _INDEX["genre_affinity"]] = np.take(items.genre_matrix, idx, axis=0) @ weights
 
     position = items.series_position[idx]
     x[:, _INDEX["series_position"]] = position

@@ -32,8 +32,12 @@ def stable_order(keys: np.ndarray) -> np.ndarray:
 def runs(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Runs of equal values in `sorted_keys` (non-empty, sorted): where each run starts, and the
     run each position is in."""
-    new = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
-    return np.flatnonzero(new), np.cumsum(new) - 1
+    new = np.empty(len(sorted_keys), dtype=bool)
+    new[0] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=new[1:])
+    run = np.cumsum(new)
+    run -= 1
+    return np.flatnonzero(new), run
 
 
 def shares_below(values: np.ndarray) -> np.ndarray:

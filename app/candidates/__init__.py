@@ -175,14 +175,20 @@ def merge(
     row = np.empty(len(found), dtype=np.int64)
     row[by_item] = position[run]
     by_row = stable_order(row)  # each item's hits together, in the order found
-    anchors = [np.full(len(r), -1) if r.anchors is None else r.anchors for _, r in results]
+    lengths = np.array([len(r) for _, r in results])
+    firsts = np.cumsum(lengths) - lengths  # where each source's hits start in `found`
+    source = np.repeat(np.arange(len(results)), lengths)
+    anchors = np.full(len(found), -1, dtype=np.int64)
+    for (_, r), first in zip(results, firsts.tolist(), strict=True):
+        if r.anchors is not None:
+            anchors[first : first + len(r)] = r.anchors
     union = HitTable(
         [name for name, _ in results],
         row[by_row],
-        np.concatenate([np.full(len(r), i) for i, (_, r) in enumerate(results)])[by_row],
-        np.concatenate([np.arange(1, len(r) + 1) for _, r in results])[by_row],
+        source[by_row],
+        (by_row - firsts[source[by_row]] + 1),  # each hit's rank in its source, from 1
         np.concatenate([np.asarray(r.scores, dtype=np.float64) for _, r in results])[by_row],
-        np.concatenate(anchors).astype(np.int64)[by_row],
+        anchors[by_row],
     )
     fused = (fusion or ReciprocalRank()).scores(union, len(unique))
     kept = np.argsort(-fused, kind="stable")[:limit]

@@ -104,7 +104,7 @@ class ItemGate:
         if not len(idx):
             return ok
         if self._genre_cols is not None:
-            ok &= self.items.genre_matrix[idx][:, self._genre_cols].any(axis=1)
+            ok &= np.take(self.items.genre_matrix, idx, axis=0)[:, self._genre_cols].any(axis=1)
         if self._released_after_day is not None:
             released = self.items.released_day[idx]
             ok &= ~np.isnan(released) & (released >= self._released_after_day + 1)

@@ -62,11 +62,14 @@ class Diversity(Rule[DiversityConfig]):
         considered = slate.items[:depth]
         if self.config.mode == "mmr":
             steps = mmr_steps(
-                slate.scores[:depth], self.items.content[considered], picks, self.config.mmr_lambda
+                slate.scores[:depth],
+                np.take(self.items.content, considered, axis=0),
+                picks,
+                self.config.mmr_lambda,
             )
         else:
             steps = genre_cap_steps(
-                self.items.genre_matrix[considered],
+                np.take(self.items.genre_matrix, considered, axis=0),
                 picks,
                 self.config.max_per_genre,
                 self.config.window,

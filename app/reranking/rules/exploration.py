@@ -101,7 +101,7 @@ class Exploration(Rule[ExplorationConfig]):
         placed only where every window that contains its slot stays within the cap.
         """
         max_per_genre, window = cap
-        genres = self.items.genre_matrix[slate.items]
+        genres = np.take(self.items.genre_matrix, slate.items, axis=0)
         placed: dict[int, int] = {}
         for slot in wanted.tolist():
             for entry in ranked_draw.tolist():
