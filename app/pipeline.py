@@ -23,7 +23,13 @@ from collections.abc import Awaitable, Callable
 
 from pydantic import BaseModel, Field
 
-from app.candidates import CandidateOutput, CandidatesConfig, CandidateStage, SourceRun
+from app.candidates import (
+    CandidateOutput,
+    CandidatesConfig,
+    CandidateStage,
+    SourceRun,
+    merge,
+)
 from app.candidates.ann import FAULT_POINTS as ANN_FAULT_POINTS
 from app.candidates.base import ItemGate, SourceInput
 from app.candidates.sources import (
@@ -199,10 +205,9 @@ class Pipeline:
         output = stage1.value
         if output is None and stage1.status is StageStatus.TIMEOUT:
             output = self.candidates.salvage(run)
+        candidates = output.candidates if output is not None else Candidates.empty()
         source_reports = output.sources if output is not None else []
-        if output is not None and (stage1.value is not None or len(output.candidates)):
-            candidates = output.candidates
-        else:
+        if stage1.value is None and not len(candidates):
             candidates = await self._popular_fallback(request, user)
         reports = [
             StageReport("candidates", stage1.ms, stage1.status, 0, len(candidates), stage1.error)
@@ -258,12 +263,9 @@ class Pipeline:
     async def _popular_fallback(
         self, request: RecommendationRequest, user: UserState
     ) -> Candidates:
-        popular = self.fallback
         gate = ItemGate.for_request(request, user, self.runtime.items, True)
-        result = await popular(SourceInput(request, user, gate))
-        from app.candidates import merge
-
-        return merge([(popular.name, result)], self.config.candidates.max_candidates)
+        result = await self.fallback(SourceInput(request, user, gate))
+        return merge([(self.fallback.name, result)], self.config.candidates.max_candidates)
 
     def _explain(self, picks: list[Pick], ranked: Ranked) -> None:
         if ranked.features is None or not picks:

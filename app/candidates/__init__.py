@@ -177,7 +177,7 @@ def merge(
     by_row = stable_order(row)  # each item's hits together, in the order found
     lengths = np.array([len(r) for _, r in results])
     firsts = np.cumsum(lengths) - lengths  # where each source's hits start in `found`
-    source = np.repeat(np.arange(len(results)), lengths)
+    source = np.repeat(np.arange(len(results)), lengths)[by_row]
     anchors = np.full(len(found), -1, dtype=np.int64)
     for (_, r), first in zip(results, firsts.tolist(), strict=True):
         if r.anchors is not None:
@@ -185,8 +185,8 @@ def merge(
     union = HitTable(
         [name for name, _ in results],
         row[by_row],
-        source[by_row],
-        (by_row - firsts[source[by_row]] + 1),  # each hit's rank in its source, from 1
+        source,
+        by_row - firsts[source] + 1,  # each hit's rank in its source, from 1
         np.concatenate([np.asarray(r.scores, dtype=np.float64) for _, r in results])[by_row],
         anchors[by_row],
     )
