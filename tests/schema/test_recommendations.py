@@ -242,7 +242,9 @@ async def test_a_source_outlasting_the_stage_is_cut_off_and_the_rest_are_kept(
         stages = {s["name"]: s for s in result["stages"]}
         assert result["degraded"] is True and len(result["items"]) == 30
         assert stages["source:content_ann"]["status"] == "TIMEOUT"
-        assert stages["source:content_ann"]["ms"] < 1000
+        # cut off with the stage (at 995 ms, or at 1 s if the stage itself is cut off; a busy
+        # machine answers the timer late), not at its own 3 s deadline
+        assert stages["source:content_ann"]["ms"] < 2500
         finished = [
             name
             for name, s in stages.items()
