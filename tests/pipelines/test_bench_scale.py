@@ -3,8 +3,12 @@
 Speed is what the benchmark reports, never what a test asserts.
 """
 
+import itertools
 import json
 import shutil
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -67,6 +71,53 @@ def test_lua_script_sends_each_user_as_a_graphql_variable() -> None:
     assert '"u1", "we\\"ird"' in script
     assert '"at": "2020-03-01T12:00:00+00:00"' in script and "context: {at: $at}" in script
     assert "recommendations(userId: $u" in script and 'wrk.method = "POST"' in script
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk (Debian package wrk)")
+def test_wrk_threads_ask_for_different_users_at_a_time(tmp_path: Path) -> None:
+    """Walked in step, two threads would ask for each user twice at once: the second answer
+    would come from the first one's caches."""
+    asked: list[tuple[int, str]] = []  # (client port, user)
+
+    class Recorder(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            asked.append((self.client_address[1], body["variables"]["u"]))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    users = [f"u{i}" for i in range(1000)]
+    script = tmp_path / "r.lua"
+    script.write_text(lua_script(users, "2020-03-01T12:00:00+00:00"))
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        subprocess.run(
+            ["wrk", "-t2", "-c2", "-d1s", "-s", str(script), url], check=True, capture_output=True
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    by_connection: dict[int, list[int]] = {}
+    for port, user in asked:
+        by_connection.setdefault(port, []).append(users.index(user))
+    assert len(by_connection) == 2
+    one, other = by_connection.values()
+    assert len(one) > 10 and len(other) > 10
+    # each walks the list in order; their n-th requests are half the list apart (give or take
+    # the request wrk builds before it connects)
+    steps = [b - a for walk in (one, other) for a, b in itertools.pairwise(walk)]
+    assert all(step % len(users) == 1 for step in steps)
+    apart = [abs(a - b) % len(users) for a, b in zip(one, other, strict=False)]
+    assert all(len(users) // 2 - 2 <= d <= len(users) // 2 + 2 for d in apart)
 
 
 @pytest.fixture
