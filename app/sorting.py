@@ -1,10 +1,12 @@
-"""Stable orders of small integer keys, and ranks of float rows, quicker than numpy's argsorts.
+"""Stable orders of small integer keys, ranks of float rows and the k-th largest of many values,
+quicker than numpy's argsorts and partitions.
 
 A request groups a few thousand item indices several times (source hits by item, relations by
 item). `np.argsort(kind="stable")` runs a merge sort; packing each key with its position into one
 int64 and sorting those plainly (numpy's vectorised sort) gives the same order 3 to 5 times
 quicker: every packed value is distinct, so the order is total. `shares_below` packs float32
 values the same way (their bits, made to order as integers), for the ranking features' shares.
+`kth_largest` finds a search's cut among tens of thousands of scores from a sample first.
 """
 
 from __future__ import annotations
@@ -27,6 +29,31 @@ def stable_order(keys: np.ndarray) -> np.ndarray:
     packed = (keys.astype(np.int64) << 32) | np.arange(n, dtype=np.int64)
     packed.sort()
     return packed & 0xFFFFFFFF
+
+
+SAMPLE = 2048  # values `kth_largest` samples to set its first bar
+
+
+def kth_largest(values: np.ndarray, k: int) -> np.generic:
+    """The k-th largest of `values` (1 <= k <= len), as `np.partition(values, n - k)[n - k]`.
+
+    The content search cuts ~36,000 rough scores to their best ~600. Partitioning them all takes
+    0.26 ms; a bar from an evenly spaced sample (set below the cut the sample predicts) keeps
+    about twice k values, and partitioning those takes a fifth of the time. If fewer than k
+    values clear the bar (an unlucky sample), all of them are partitioned."""
+    n = len(values)
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be between 1 and {n}, got {k}")
+    step = n // SAMPLE
+    if step < 4:  # small enough to partition whole
+        return np.partition(values, n - k)[n - k]
+    sample = values[::step]
+    rank = min(len(sample), 2 * (k * len(sample) // n) + 8)  # twice the expected rank, and more
+    bar = np.partition(sample, len(sample) - rank)[len(sample) - rank]
+    above = values[values >= bar]
+    if len(above) < k:
+        above = values
+    return np.partition(above, len(above) - k)[len(above) - k]
 
 
 def runs(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

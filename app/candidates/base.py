@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from app.domain import ItemFilter, RecommendationRequest, UserState
 from app.items import ItemCatalog
+from app.membership import Members
 
 EPOCH = date(1970, 1, 1)
 
@@ -54,7 +55,7 @@ class ItemGate:
     sql: str | None = None
     _genre_cols: np.ndarray | None = None
     _released_after_day: float | None = None
-    _blocked_sorted: np.ndarray | None = None  # `blocked` as a sorted array, made once
+    _blocked_members: Members | None = None  # `blocked`, made once (again if it grows)
 
     @classmethod
     def for_request(
@@ -109,16 +110,11 @@ class ItemGate:
             released = self.items.released_day[idx]
             ok &= ~np.isnan(released) & (released >= self._released_after_day + 1)
         if self.blocked:
-            if self._blocked_sorted is None or len(self._blocked_sorted) != len(self.blocked):
-                self._blocked_sorted = np.sort(np.fromiter(self.blocked, dtype=np.int64))
-            ok &= ~_members(idx, self._blocked_sorted)
+            members = self._blocked_members
+            if members is None or len(members) != len(self.blocked):
+                members = self._blocked_members = Members(self.blocked)
+            ok &= ~members(idx)
         return ok
-
-
-def _members(idx: np.ndarray, sorted_values: np.ndarray) -> np.ndarray:
-    """idx in sorted_values, elementwise (binary search: no sort of idx per call)."""
-    at = np.searchsorted(sorted_values, idx).clip(max=len(sorted_values) - 1)
-    return sorted_values[at] == idx
 
 
 def _quote(value: str) -> str:

@@ -4,11 +4,12 @@ shares_below is a sort and a binary search per row, in one sort."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import app.sorting
-from app.sorting import runs, shares_below, shares_by_search, stable_order
+from app.sorting import kth_largest, runs, shares_below, shares_by_search, stable_order
 
 
 def test_stable_order_known_answer():
@@ -100,3 +101,39 @@ def test_rows_too_wide_for_exact_float32_ranks_are_ranked_one_at_a_time(monkeypa
     packed = shares_below(values)
     monkeypatch.setattr(app.sorting, "EXACT_IN_FLOAT32", 40)
     np.testing.assert_array_equal(shares_below(values), packed)
+
+
+def test_kth_largest_known_answer():
+    values = np.array([3.0, 9.0, 1.0, 9.0, 4.0], dtype=np.float32)
+    assert [kth_largest(values, k) for k in range(1, 6)] == [9.0, 9.0, 4.0, 3.0, 1.0]
+    with pytest.raises(ValueError, match="k must be between 1 and 5"):
+        kth_largest(values, 6)
+
+
+SHAPES = ("normal", "ties", "ascending", "descending", "spikes on the sample", "dips on the sample")
+
+
+@given(
+    st.integers(1, 40_000),
+    st.sampled_from(SHAPES),
+    st.integers(1, 3_000),
+    st.integers(0, 2**32 - 1),
+)
+def test_kth_largest_is_a_partition(n, shape, k, seed):
+    """Whatever the sample sees (even values planted on exactly the sampled positions), the
+    answer is the partition's."""
+    rng = np.random.default_rng(seed)
+    values = rng.standard_normal(n).astype(np.float32)
+    step = max(1, n // app.sorting.SAMPLE)
+    if shape == "ties":
+        values = np.round(values * 2).astype(np.float32)
+    elif shape == "ascending":
+        values.sort()
+    elif shape == "descending":
+        values = -np.sort(values)
+    elif shape == "spikes on the sample":  # the sample's bar lands above the real cut
+        values[::step] += 100
+    elif shape == "dips on the sample":  # ... or far below it
+        values[::step] -= 100
+    k = min(k, n)
+    assert kth_largest(values, k) == np.partition(values, n - k)[n - k]
