@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -61,24 +61,75 @@ async def run_within(
     call: Callable[[], Awaitable[T]],
     faults: Mapping[str, Fault] | None = None,
 ) -> Outcome[T]:
-    """Await `call()` for at most `deadline_ms`; never raises for a timeout or an error."""
+    """Await `call()` for at most `deadline_ms`; never raises for a timeout or an error.
+
+    The call is run up to its first wait before a deadline is armed: a call that never waits
+    (an in-memory source, ranking) cannot be cut into anyway, since nothing else runs until it
+    returns, and it is spared the timer (0.4 ms of CPU a request for the dozen calls at 1M
+    items). A call that waits finishes under what is left of its deadline; if the part before
+    its first wait used all of it, it is cut off at that wait, as an armed timer would have."""
     started = time.perf_counter()
-
-    async def guarded() -> T:
-        await inject(name, faults)
-        return await call()
-
+    coroutine = _guarded(name, call, faults)
     try:
-        async with asyncio.timeout(max(deadline_ms, 0.0) / 1000):
-            value = await guarded()
+        step = coroutine.send(None)
+    except StopIteration as done:
+        return Outcome(StageStatus.OK, done.value, _ms(started))
+    except Exception as exc:  # a failing part must not fail the request
+        return _failed(name, exc, started)
+    left_ms = max(deadline_ms - _ms(started), 0.0)
+    try:
+        async with asyncio.timeout(left_ms / 1000):
+            value = await _Resumed(coroutine, step)
     except TimeoutError:
         return Outcome(
             StageStatus.TIMEOUT, None, _ms(started), f"{name} exceeded {deadline_ms:.0f} ms"
         )
-    except Exception as exc:  # a failing part must not fail the request
-        log.warning("%s failed: %s", name, exc, exc_info=not isinstance(exc, InjectedFault))
-        return Outcome(StageStatus.ERROR, None, _ms(started), f"{type(exc).__name__}: {exc}")
+    except Exception as exc:
+        return _failed(name, exc, started)
     return Outcome(StageStatus.OK, value, _ms(started))
+
+
+async def _guarded(
+    name: str, call: Callable[[], Awaitable[T]], faults: Mapping[str, Fault] | None
+) -> T:
+    await inject(name, faults)
+    return await call()
+
+
+def _failed(name: str, exc: Exception, started: float) -> Outcome[Any]:
+    log.warning("%s failed: %s", name, exc, exc_info=not isinstance(exc, InjectedFault))
+    return Outcome(StageStatus.ERROR, None, _ms(started), f"{type(exc).__name__}: {exc}")
+
+
+class _Resumed(Generic[T]):
+    """The rest of a coroutine already run up to its first wait (where it yielded `step`):
+    awaiting this hands what it waits on to the running task, and passes back what the task
+    sends or throws in (a deadline's cancellation among them)."""
+
+    __slots__ = ("coroutine", "step")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, T], step: Any) -> None:
+        self.coroutine = coroutine
+        self.step = step
+
+    def __await__(self) -> Generator[Any, Any, T]:
+        coroutine, step = self.coroutine, self.step
+        while True:
+            try:
+                sent = yield step
+            except GeneratorExit:
+                coroutine.close()
+                raise
+            except BaseException as exc:  # a cancellation (the deadline) is passed on as well
+                try:
+                    step = coroutine.throw(exc)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
+            else:
+                try:
+                    step = coroutine.send(sent)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
 
 
 def _ms(started: float) -> float:
