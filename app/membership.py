@@ -23,9 +23,8 @@ class Members:
     """A set of integers, asked about whole arrays at a time."""
 
     def __init__(self, values: Iterable[int] | np.ndarray) -> None:
-        if not isinstance(values, np.ndarray):
-            values = np.fromiter(values, dtype=np.int64)
-        self.values = np.unique(np.asarray(values, dtype=np.int64))  # sorted, distinct
+        given = values if isinstance(values, np.ndarray) else np.fromiter(values, dtype=np.int64)
+        self.values = np.unique(given.astype(np.int64, copy=False))  # sorted, distinct
         size = MIN_TABLE
         while size < SLOTS_PER_MEMBER * len(self.values) and size < MAX_TABLE:
             size <<= 1
