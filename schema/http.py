@@ -7,6 +7,10 @@ content type, a mutation over GET) are answered in GraphQL's shape with a 4xx st
 Each request gets an id (the `requestId` of its recommendations), catches up with the other
 replicas' events before it runs (`Engine.sync`), and leaves one log line (operation, status,
 duration, degraded) and one latency sample in /metrics.
+
+A client that hangs up before its body is read (a load tool stopping, a browser tab closed while
+the request waited behind others) gets no answer - there is no one to send it to - and leaves one
+line with status 499 (nginx's "client closed request"), not a server error with a traceback.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import time
 from typing import Any
 
 from cross_web import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
@@ -27,6 +31,7 @@ from schema import create_schema
 from schema.context import Context
 
 CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+CLIENT_CLOSED = 499  # logged for a request whose client hung up before it was read
 log = logging.getLogger("shortlist.requests")
 
 
@@ -38,17 +43,24 @@ class ShortlistGraphQL(GraphQL[Context, None]):
         started = time.perf_counter()
         request = Request(scope=scope, receive=receive)
         with request_scope(new_request_id()) as rid:
+            status: int | None = None
             try:
                 response = await self.run(request)
             except HTTPException as exc:
                 code = CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
                 response = refusal(exc.status_code, code, exc.reason)
-            await response(scope, receive, send)
+            except ClientDisconnect:  # nothing to answer, and nothing went wrong here
+                status = CLIENT_CLOSED
+            if status is None:
+                await response(scope, receive, send)
+                status = response.status_code
             context: Context | None = getattr(request.state, "context", None)
-            if context is not None:
+            if status == CLIENT_CLOSED:
+                operation = "disconnected"
+            elif context is not None:
                 operation = context.operation
             else:  # never reached GraphQL: the IDE's page, or refused before parsing
-                operation = "graphiql" if response.status_code < 400 else "refused"
+                operation = "graphiql" if status < 400 else "refused"
             seconds = time.perf_counter() - started
             metrics = getattr(request.app.state, "metrics", None)
             if metrics is not None:
@@ -57,12 +69,12 @@ class ShortlistGraphQL(GraphQL[Context, None]):
                 "%s %s %d in %.1f ms",
                 request.method,
                 operation,
-                response.status_code,
+                status,
                 seconds * 1000,
                 extra={
                     "request_id": rid,
                     "operation": operation,
-                    "status": response.status_code,
+                    "status": status,
                     "duration_ms": round(seconds * 1000, 3),
                     "degraded": context.degraded if context is not None else False,
                 },

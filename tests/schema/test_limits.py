@@ -187,3 +187,48 @@ async def test_an_explicit_null_for_an_argument_with_a_default_is_the_clients_er
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
     similar = 'query($n: Int) { similarItems(itemId: "i0001", count: $n) { item { id } } }'
     assert codes(await gql(client, similar, n=None)) == ["BAD_USER_INPUT"]
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        [],  # hung up before any of the body arrived
+        [{"type": "http.request", "body": b'{"query": "{ __typ', "more_body": True}],
+    ],
+)
+async def test_a_client_hanging_up_before_its_body_is_read_is_one_line_not_an_error(
+    client, caplog, sent
+) -> None:
+    messages = [*sent, {"type": "http.disconnect"}]
+
+    async def receive() -> dict:
+        return messages.pop(0) if len(messages) > 1 else messages[0]
+
+    answered: list[dict] = []
+
+    async def send(message: dict) -> None:
+        answered.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/graphql",
+        "raw_path": b"/graphql",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"host", b"shortlist")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+    with caplog.at_level(logging.INFO):
+        await client.app(scope, receive, send)  # type: ignore[attr-defined]
+    assert answered == []  # no one to answer
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    lines = [r for r in caplog.records if r.name == "shortlist.requests"]
+    assert len(lines) == 1 and lines[0].status == 499  # type: ignore[attr-defined]
+    assert lines[0].operation == "disconnected"  # type: ignore[attr-defined]
+    assert (await gql(client, "{ __typename }"))["data"] == {"__typename": "Query"}
