@@ -34,7 +34,7 @@ from app.domain import (
     UserState,
     UserView,
 )
-from app.errors import BadRequest, CatalogError, ReloadFailed, ShortlistError
+from app.errors import BadRequest, CatalogError, ClientGone, ReloadFailed, ShortlistError
 from app.pipeline import USER_STATE, Pipeline
 from app.realtime.feed import ItemsNotice, Polled
 from app.realtime.fold_in import FoldIn
@@ -46,6 +46,9 @@ from app.settings import Settings
 from app.store import EVENTS, CatalogRoot
 
 MAX_COUNT = 200
+# a request that waited its turn this long asks whether its client is still there (a request
+# admitted at once does not: asking costs about as much as a few microseconds of the answer)
+GONE_CHECK_AFTER_MS = 1.0
 RETRY_FOLLOW_S = 30.0  # before loading again a pinned version that failed to load
 Found = tuple[np.ndarray, np.ndarray]  # item_index and scores of an ANN search
 log = logging.getLogger("shortlist.engine")
@@ -148,9 +151,16 @@ class Engine:
 
     # --- queries ------------------------------------------------------------------------------
     async def recommend(
-        self, request: RecommendationRequest, loaded: Loaded | None = None
+        self,
+        request: RecommendationRequest,
+        loaded: Loaded | None = None,
+        gone: Callable[[], Awaitable[bool]] | None = None,
     ) -> RecommendationResult:
-        """Recommendations on `loaded` (default: the current catalog, read once)."""
+        """Recommendations on `loaded` (default: the current catalog, read once). `gone` tells
+        whether the client has hung up: asked once, if the request waited for its turn at least
+        GONE_CHECK_AFTER_MS, and if so ClientGone is raised instead of running the pipeline for
+        no one (under overload, clients that give up would otherwise be answered anyway, each
+        answer holding up the requests queued behind it)."""
         if not 1 <= request.count <= MAX_COUNT:
             raise BadRequest(f"count must be between 1 and {MAX_COUNT}, got {request.count}")
         current = loaded or self.current
@@ -160,6 +170,10 @@ class Engine:
             return await self.user_state(current, request.user_id)
 
         async with self.admission.turn(current.pipeline.config.budget_ms) as queued:
+            if gone is not None and queued.ms >= GONE_CHECK_AFTER_MS and await gone():
+                raise ClientGone(
+                    f"the client hung up while the request waited {queued.ms:.0f} ms for its turn"
+                )
             result = await current.pipeline.recommend(
                 request,
                 load_user=user,

@@ -101,3 +101,9 @@ class RequestTooLarge(ShortlistError):
     """A request body larger than SHORTLIST_MAX_BODY_BYTES."""
 
     code = "REQUEST_TOO_LARGE"
+
+
+class ClientGone(ShortlistError):
+    """The client hung up while its request waited for its turn: nothing was computed for it."""
+
+    code = "CLIENT_GONE"

@@ -22,6 +22,7 @@ class Context:
     request_id: str = field(default_factory=new_request_id)  # the log's and `requestId`
     operation: str = "unparsed"  # its top-level fields, once it is parsed (metrics, logs)
     degraded: bool = False  # a recommendation of it was answered with a fallback
+    gone: bool = False  # its client was found to have hung up (nothing is computed for it then)
     _loaded: Loaded | None = None
 
     @property
@@ -31,6 +32,13 @@ class Context:
         if self._loaded is None:
             self._loaded = self.engine.current
         return self._loaded
+
+    async def client_gone(self) -> bool:
+        """Whether the HTTP client has hung up (asked without waiting: False while it is there).
+        Once it has, `gone` stays set and the request is logged as 499."""
+        if self.request is not None and not self.gone:
+            self.gone = await self.request.is_disconnected()
+        return self.gone
 
     @property
     def api_key(self) -> str | None:

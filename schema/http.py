@@ -10,7 +10,9 @@ duration, degraded) and one latency sample in /metrics.
 
 A client that hangs up before its body is read (a load tool stopping, a browser tab closed while
 the request waited behind others) gets no answer - there is no one to send it to - and leaves one
-line with status 499 (nginx's "client closed request"), not a server error with a traceback.
+line with status 499 (nginx's "client closed request"), not a server error with a traceback. So
+does a recommendations request whose client hung up while it waited for its turn: the engine
+asks (`Context.client_gone`) before running the pipeline, and runs nothing for it.
 """
 
 from __future__ import annotations
@@ -51,11 +53,13 @@ class ShortlistGraphQL(GraphQL[Context, None]):
                 response = refusal(exc.status_code, code, exc.reason)
             except ClientDisconnect:  # nothing to answer, and nothing went wrong here
                 status = CLIENT_CLOSED
+            context: Context | None = getattr(request.state, "context", None)
+            if status is None and context is not None and context.gone:
+                status = CLIENT_CLOSED  # its answer (an error saying so) has no one to go to
             if status is None:
                 await response(scope, receive, send)
                 status = response.status_code
-            context: Context | None = getattr(request.state, "context", None)
-            if status == CLIENT_CLOSED:
+            if status == CLIENT_CLOSED and (context is None or context.operation == "unparsed"):
                 operation = "disconnected"
             elif context is not None:
                 operation = context.operation

@@ -112,7 +112,7 @@ class Query:
                 request_id=info.context.request_id,
             )
             loaded = info.context.loaded  # ids and metadata from the catalog that ranked
-            result = await engine.recommend(request, loaded)
+            result = await engine.recommend(request, loaded, info.context.client_gone)
             info.context.degraded = info.context.degraded or result.degraded
         except Exception as exc:
             raise _error(exc) from None

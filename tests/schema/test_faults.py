@@ -172,3 +172,49 @@ async def test_requests_past_in_flight_queue_and_one_left_waiting_past_its_budge
         assert queue["status"] == "TIMEOUT"
         assert "not admitted within 150 ms" in queue["detail"]
         assert result["degraded"] is True and len(result["items"]) == 30, "from fallbacks"
+
+
+def _client_that(asked: list[bool], is_gone: bool):  # type: ignore[no-untyped-def]
+    """A `gone` callback that answers `is_gone` and notes each time it is asked."""
+
+    async def gone() -> bool:
+        asked.append(is_gone)
+        return is_gone
+
+    return gone
+
+
+async def _behind_another(engine, request, gone):  # type: ignore[no-untyped-def]
+    """`engine.recommend` while the only admission slot is held (by a request running long)."""
+    import asyncio
+
+    async with engine.admission.turn(10_000):
+        task = asyncio.create_task(engine.recommend(request, gone=gone))
+        await asyncio.sleep(0.05)
+    return await task
+
+
+async def test_a_request_whose_client_hung_up_while_it_queued_is_not_computed(
+    built_catalog, batch_user
+) -> None:
+    import datetime as dt
+
+    from app.domain import RecommendationRequest
+    from app.errors import ClientGone
+
+    request = RecommendationRequest(
+        user_id=batch_user, count=10, at=dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    )
+    asked: list[bool] = []
+    answered: list[object] = []
+    settings = Settings(db_path=built_catalog, pipeline={**PIPELINE, "in_flight": 1}, **KEYS)
+    async for client in _client(settings):
+        engine = client.app.state.engine  # type: ignore[attr-defined]
+        engine.observers.append(answered.append)  # every computed answer passes here
+        result = await engine.recommend(request, gone=_client_that(asked, True))
+        assert len(result.picks) == 10 and asked == [], "admitted at once: nobody is asked"
+        with pytest.raises(ClientGone, match="hung up while the request waited"):
+            await _behind_another(engine, request, _client_that(asked, True))
+        assert asked == [True] and len(answered) == 1, "nothing was computed for it"
+        result = await _behind_another(engine, request, _client_that(asked, False))
+        assert asked == [True, False] and len(answered) == 2 and len(result.picks) == 10

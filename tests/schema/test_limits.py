@@ -189,6 +189,25 @@ async def test_an_explicit_null_for_an_argument_with_a_default_is_the_clients_er
     assert codes(await gql(client, similar, n=None)) == ["BAD_USER_INPUT"]
 
 
+def _post_scope() -> dict:
+    """An ASGI scope of a POST to /graphql, for tests that play the client's part by hand."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/graphql",
+        "raw_path": b"/graphql",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"host", b"shortlist")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+
+
 @pytest.mark.parametrize(
     "sent",
     [
@@ -209,21 +228,7 @@ async def test_a_client_hanging_up_before_its_body_is_read_is_one_line_not_an_er
     async def send(message: dict) -> None:
         answered.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/graphql",
-        "raw_path": b"/graphql",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"host", b"shortlist")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-        "state": {},
-    }
+    scope = _post_scope()
     with caplog.at_level(logging.INFO):
         await client.app(scope, receive, send)  # type: ignore[attr-defined]
     assert answered == []  # no one to answer
@@ -232,3 +237,40 @@ async def test_a_client_hanging_up_before_its_body_is_read_is_one_line_not_an_er
     assert len(lines) == 1 and lines[0].status == 499  # type: ignore[attr-defined]
     assert lines[0].operation == "disconnected"  # type: ignore[attr-defined]
     assert (await gql(client, "{ __typename }"))["data"] == {"__typename": "Query"}
+
+
+async def test_a_recommendations_request_left_waiting_by_its_client_is_not_answered(
+    make_client, caplog
+) -> None:
+    import asyncio
+
+    body = json.dumps(
+        {"query": '{ recommendations(userId: "u0001", count: 5) { items { item { id } } } }'}
+    ).encode()
+    hung_up = asyncio.Event()
+
+    async def receive() -> dict:
+        if not hung_up.is_set():
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    answered: list[dict] = []
+
+    async def send(message: dict) -> None:
+        answered.append(message)
+
+    async for client in make_client(pipeline={**RELAXED, "in_flight": 1}):
+        engine = client.app.state.engine  # type: ignore[attr-defined]
+        observed: list[object] = []
+        engine.observers.append(observed.append)
+        with caplog.at_level(logging.INFO):
+            async with engine.admission.turn(10_000):  # the only slot, held meanwhile
+                task = asyncio.create_task(client.app(_post_scope(), receive, send))  # type: ignore[attr-defined]
+                await asyncio.sleep(0.2)  # the body is read and the request queued
+                hung_up.set()
+            await task
+        assert answered == [] and observed == [], "nothing computed, nothing sent"
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+        lines = [r for r in caplog.records if r.name == "shortlist.requests"]
+        assert len(lines) == 1 and lines[0].status == 499  # type: ignore[attr-defined]
+        assert lines[0].operation == "recommendations"  # type: ignore[attr-defined]
