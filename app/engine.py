@@ -47,7 +47,7 @@ from app.store import EVENTS, CatalogRoot
 
 MAX_COUNT = 200
 # a request that waited its turn this long asks whether its client is still there (a request
-# admitted at once does not: asking costs about as much as a few microseconds of the answer)
+# admitted at once does not ask: asking costs about 20 us)
 GONE_CHECK_AFTER_MS = 1.0
 RETRY_FOLLOW_S = 30.0  # before loading again a pinned version that failed to load
 Found = tuple[np.ndarray, np.ndarray]  # item_index and scores of an ANN search

@@ -33,7 +33,7 @@ from schema import create_schema
 from schema.context import Context
 
 CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
-CLIENT_CLOSED = 499  # logged for a request whose client hung up before it was read
+CLIENT_CLOSED = 499  # logged for a request whose client hung up before it was answered
 log = logging.getLogger("shortlist.requests")
 
 
