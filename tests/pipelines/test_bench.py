@@ -1,3 +1,4 @@
+import time
 from pathlib import Path
 
 from app.store import CatalogRoot
@@ -29,7 +30,12 @@ def test_a_cold_bench_drops_the_version_from_the_page_cache_and_measures_every_r
     for path in files:
         path.read_bytes()  # all cached
     assert drop_cached(version) == sum(p.stat().st_size for p in files)
-    assert sum(cached_bytes(p) for p in files) == 0  # (no other process maps them)
+    # (no other process maps them; on a loaded machine the kernel may keep a page that is
+    # still on another CPU's LRU batch, so a second ask is allowed, as a cold bench could too)
+    if sum(cached_bytes(p) for p in files):
+        time.sleep(0.5)
+        drop_cached(version)
+    assert sum(cached_bytes(p) for p in files) == 0
 
     report = stage_latency(built_catalog, requests=5, cold=True)
     assert report["cold"] and report["dropped_bytes"] > 0
