@@ -45,26 +45,9 @@ class ShortlistGraphQL(GraphQL[Context, None]):
         started = time.perf_counter()
         request = Request(scope=scope, receive=receive)
         with request_scope(new_request_id()) as rid:
-            status: int | None = None
-            try:
-                response = await self.run(request)
-            except HTTPException as exc:
-                code = CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
-                response = refusal(exc.status_code, code, exc.reason)
-            except ClientDisconnect:  # nothing to answer, and nothing went wrong here
-                status = CLIENT_CLOSED
+            status = await self._answer(request, send)
             context: Context | None = getattr(request.state, "context", None)
-            if status is None and context is not None and context.gone:
-                status = CLIENT_CLOSED  # its answer (an error saying so) has no one to go to
-            if status is None:
-                await response(scope, receive, send)
-                status = response.status_code
-            if status == CLIENT_CLOSED and (context is None or context.operation == "unparsed"):
-                operation = "disconnected"
-            elif context is not None:
-                operation = context.operation
-            else:  # never reached GraphQL: the IDE's page, or refused before parsing
-                operation = "graphiql" if status < 400 else "refused"
+            operation = _operation(status, context)
             seconds = time.perf_counter() - started
             metrics = getattr(request.app.state, "metrics", None)
             if metrics is not None:
@@ -83,6 +66,21 @@ class ShortlistGraphQL(GraphQL[Context, None]):
                     "degraded": context.degraded if context is not None else False,
                 },
             )
+
+    async def _answer(self, request: Request, send: Send) -> int:
+        """Run the request and send its answer; the status sent, or 499 if its client left."""
+        try:
+            response = await self.run(request)
+        except HTTPException as exc:
+            code = CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
+            response = refusal(exc.status_code, code, exc.reason)
+        except ClientDisconnect:  # nothing to answer, and nothing went wrong here
+            return CLIENT_CLOSED
+        context: Context | None = getattr(request.state, "context", None)
+        if context is not None and context.gone:
+            return CLIENT_CLOSED  # its answer (an error saying so) has no one to go to
+        await response(request.scope, request.receive, send)
+        return response.status_code
 
     async def get_context(self, request: Any, response: Any) -> Context:
         engine = request.app.state.engine
@@ -107,6 +105,16 @@ class ShortlistGraphQL(GraphQL[Context, None]):
         if not isinstance(parsed, dict | list):
             raise HTTPException(400, "the body must be a JSON object with a `query`")
         return parsed
+
+
+def _operation(status: int, context: Context | None) -> str:
+    """The name a request is logged and counted under."""
+    if status == CLIENT_CLOSED and (context is None or context.operation == "unparsed"):
+        return "disconnected"
+    if context is not None:
+        return context.operation
+    # never reached GraphQL: the IDE's page, or refused before parsing
+    return "graphiql" if status < 400 else "refused"
 
 
 def _short(exc: Exception) -> str:
