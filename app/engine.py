@@ -69,6 +69,28 @@ class Loaded:
         return f"{self.runtime.version}+{self.revision}"
 
 
+async def _warm(loaded: Loaded) -> None:
+    """Answer a few requests on a version before it serves, so that its first real ones do not
+    pay the set-up done on first use: the user index's hash table, the first CatBoost call and
+    its explainer's, the first touches of mapped rows. On the generated 1M catalog the first
+    answer after a load took 72 ms of CPU and the second 31, against 12 after; over HTTP the
+    requests queued behind them were answered degraded. Two known users (one explained) and an
+    unknown one, at the catalog's reference time so that every source has work. Nothing is
+    recorded: no admission, caches or observers. A failure is logged, not raised: the version
+    still serves, and its requests are answered or refused as they would have been."""
+    users = loaded.runtime.users.index
+    at = datetime.fromtimestamp(loaded.runtime.manifest.reference_time, tz=UTC)
+    known = [str(users[i]) for i in {0, len(users) // 2}] if len(users) else []
+    asks = [(user, n == 1) for n, user in enumerate(known)] + [("shortlist-warm-up", False)]
+    for user_id, explain in asks:
+        request = RecommendationRequest(user_id=user_id, count=30, at=at, explain=explain)
+        try:
+            await loaded.pipeline.recommend(request)
+        except Exception as exc:
+            log.warning("warming up %s failed: %s", loaded.runtime.version, exc)
+            return
+
+
 class Engine:
     def __init__(self, settings: Settings, loaded: Loaded, live: Live | None = None) -> None:
         self.settings = settings
@@ -126,7 +148,10 @@ class Engine:
         fold_in = FoldIn.for_version(
             runtime.items, runtime.manifest.cf, await _events(runtime), settings.faults
         )
-        return cls._assemble(settings, runtime, live, fold_in, 0)
+        loaded = cls._assemble(settings, runtime, live, fold_in, 0)
+        if not settings.faults:  # a test's injected delays and failures belong to its requests
+            await _warm(loaded)
+        return loaded
 
     @staticmethod
     def _assemble(
