@@ -4,7 +4,9 @@ The first piece of `shortlist bench` (the scale benchmark adds catalog generatio
 against brute force and HTTP load). Requests run one after another, after a warm-up, for a seeded
 sample of known users (and a share of unknown ones), explain off unless asked. `cold`: the
 serving version's files are dropped from the page cache first (as after a reboot, or a build
-whose last steps filled it with other files) and the requests are measured from the first one.
+whose last steps filled it with other files) and the requests are measured from the first one
+(after the few a version answers for itself before it serves, as a server's are: the load time
+includes them).
 """
 
 from __future__ import annotations

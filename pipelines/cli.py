@@ -136,7 +136,8 @@ def bench(
         typer.Option(
             "--cold",
             help="Drop the serving version's files from the page cache first (as after a "
-            "reboot) and measure from the first request, with no warm-up.",
+            "reboot) and measure from the first request after the load (the bench sends no "
+            "warm-up of its own).",
         ),
     ] = False,
     realtime: Annotated[
