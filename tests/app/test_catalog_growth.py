@@ -104,6 +104,16 @@ def test_appended_and_changed_rows_equal_a_fresh_read(n, added, changed, seed) -
     same_catalog(catalog, ItemCatalog.from_arrow(base))  # the old one is left untouched
 
 
+def test_a_grown_catalog_s_id_lookup_is_built_before_its_first_request() -> None:
+    """pandas builds an index's hash table on its first lookup: 83 ms at 1M items, which would
+    fall on the first request after an upsert. (`is_mapping_populated` is pandas' own flag.)"""
+    catalog = ItemCatalog.from_arrow(item_rows([0, 1, 2]))
+    grown = catalog.with_rows(pa.concat_tables([item_rows([1], title="Changed"), item_rows([3])]))
+    for served in (catalog, grown):
+        assert served.index._engine.is_mapping_populated
+    assert grown.indices_of(["i3", "i1", "nope"]).tolist() == [3, 1, -1]
+
+
 def test_appended_rows_must_continue_the_numbering() -> None:
     catalog = ItemCatalog.from_arrow(item_rows([0, 1, 2]))
     with pytest.raises(ValueError, match="numbering"):
